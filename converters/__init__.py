@@ -1,0 +1,1 @@
+"""Layer format converters: pure stream-in, file-out transformations, no network."""

@@ -1,0 +1,36 @@
+"""The `acceld` command line. Each subcommand lives in its own `reconciler/cmd_*.py` module."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from harbor_api.errors import AcceldError
+from harbor_api.version import ACCELD_VERSION
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(ACCELD_VERSION, prog_name="acceld")
+def cli() -> None:
+    """acceld keeps every image in Harbor paired with its accelerated (eStargz) copies."""
+
+
+def main() -> None:
+    """Console entry point: an expected failure is one line on stderr and exit status 1."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("acceld: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except AcceldError as exc:
+        click.echo(f"acceld: error: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"acceld: error: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need on a fresh Debian machine with Python 3.11, then runs them:
+# the real registry (docker-registry) and promtool from Debian, acceld with its test extras in
+# .venv, the layering contract, lint, types, and the whole pytest suite (slow marker included).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+if [ ${#need[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+# Debian's packages start their own services; the tests start their own on free ports.
+for svc in docker-registry prometheus; do
+  pkill -x "$svc" >/dev/null 2>&1 || true
+done
+
+python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e '.[test,dev]'
+export PATH="$PWD/.venv/bin:$PATH"
+
+lint-imports
+ruff check .
+mypy
+pytest -q -m "slow or not slow" "$@"
