@@ -1,0 +1,218 @@
+"""Every Prometheus metric acceld exports, owned by one `Metrics` object.
+
+Labels stay bounded (policy, format, result, endpoint, code, kind, state, direction): a
+repository, tag or digest never becomes a label value, those go in the logs. Every label value
+known at start is created up front so `rate()` and the alerts see a zero, not an absent series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from harbor_api.transport import RequestObserver
+from harbor_api.version import ACCELD_VERSION
+
+SCAN_KINDS = ("full", "incremental")
+CONVERSION_RESULTS = ("success", "error", "terminal")
+BYTE_DIRECTIONS = ("read", "written")
+QUEUE_STATES = ("pending", "in_progress", "quarantined")
+WEBHOOK_RESULTS = ("accepted", "ignored", "unauthorized", "invalid", "unavailable")
+
+# A layer conversion takes from about a second (a small layer) to an hour (many GB at level 9).
+CONVERSION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
+SOURCE_REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    """The metric families of one acceld process, registered in `registry`.
+
+    `formats` and `policies` are the values known at start (from the configuration);
+    `endpoints` the source API endpoints whose latency series should exist before the first
+    request. A value outside them is still accepted: it just appears on first use.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        formats: Iterable[str],
+        policies: Iterable[str] = (),
+        endpoints: Iterable[str] = (),
+    ) -> None:
+        self.registry = registry
+        self._formats = tuple(formats)
+        self._policies: tuple[str, ...] = ()
+        self.missing_conversions = Gauge(
+            "acceld_missing_conversions",
+            "Accelerated copies the policies want that do not exist yet, as of the last scan.",
+            ["policy", "format"],
+            registry=registry,
+        )
+        self.scan_last_success = Gauge(
+            "acceld_scan_last_success_timestamp_seconds",
+            "Unix time at which the last scan of this kind finished without error.",
+            ["kind"],
+            registry=registry,
+        )
+        self.scan_duration = Gauge(
+            "acceld_scan_duration_seconds",
+            "How long the last successful scan of this kind took.",
+            ["kind"],
+            registry=registry,
+        )
+        self.conversions = Counter(
+            "acceld_conversions_total",
+            "Conversions of one original image to one format, by result.",
+            ["format", "result"],
+            registry=registry,
+        )
+        self.conversion_duration = Histogram(
+            "acceld_conversion_duration_seconds",
+            "Wall time of one conversion, whatever its result.",
+            ["format"],
+            buckets=CONVERSION_BUCKETS,
+            registry=registry,
+        )
+        self.conversion_bytes = Counter(
+            "acceld_conversion_bytes_total",
+            "Layer bytes read from and written to the registry by conversions.",
+            ["format", "direction"],
+            registry=registry,
+        )
+        self.layer_cache_hits = Counter(
+            "acceld_layer_cache_hits_total",
+            "Layers whose converted copy was already known, so they were not converted again.",
+            ["format"],
+            registry=registry,
+        )
+        self.layer_cache_misses = Counter(
+            "acceld_layer_cache_misses_total",
+            "Layers that had to be converted.",
+            ["format"],
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "acceld_queue_depth",
+            "Keys in the work queue, by state.",
+            ["state"],
+            registry=registry,
+        )
+        self.queue_retries = Counter(
+            "acceld_queue_retries_total",
+            "Keys put back in the queue with backoff after a transient failure.",
+            registry=registry,
+        )
+        self.webhook_requests = Counter(
+            "acceld_webhook_requests_total",
+            "Webhook requests received, by how they were answered.",
+            ["result"],
+            registry=registry,
+        )
+        self.source_requests = Counter(
+            "acceld_source_requests_total",
+            "Requests to Harbor and its registry, by endpoint and status (code error: no answer).",
+            ["endpoint", "code"],
+            registry=registry,
+        )
+        self.source_request_duration = Histogram(
+            "acceld_source_request_duration_seconds",
+            "Latency of requests to Harbor and its registry.",
+            ["endpoint"],
+            buckets=SOURCE_REQUEST_BUCKETS,
+            registry=registry,
+        )
+        self.build_info = Info("acceld_build", "The acceld version running.", registry=registry)
+        self.build_info.info({"version": ACCELD_VERSION})
+        self._create_label_values(tuple(endpoints))
+        self.set_policies(policies)
+
+    def _create_label_values(self, endpoints: tuple[str, ...]) -> None:
+        for kind in SCAN_KINDS:
+            self.scan_last_success.labels(kind=kind)
+            self.scan_duration.labels(kind=kind)
+        for fmt in self._formats:
+            for result in CONVERSION_RESULTS:
+                self.conversions.labels(format=fmt, result=result)
+            self.conversion_duration.labels(format=fmt)
+            for direction in BYTE_DIRECTIONS:
+                self.conversion_bytes.labels(format=fmt, direction=direction)
+            self.layer_cache_hits.labels(format=fmt)
+            self.layer_cache_misses.labels(format=fmt)
+        for state in QUEUE_STATES:
+            self.queue_depth.labels(state=state)
+        for result in WEBHOOK_RESULTS:
+            self.webhook_requests.labels(result=result)
+        for endpoint in endpoints:
+            self.source_request_duration.labels(endpoint=endpoint)
+
+    def set_policies(self, policies: Iterable[str]) -> None:
+        """Start the missing-conversions series of these policies at 0; drop removed ones.
+
+        Called at start and after a configuration reload.
+        """
+        names = tuple(policies)
+        for policy in self._policies:
+            if policy not in names:
+                for fmt in self._formats:
+                    self.missing_conversions.remove(policy, fmt)
+        for policy in names:
+            for fmt in self._formats:
+                self.missing_conversions.labels(policy=policy, format=fmt)
+        self._policies = names
+
+    def set_missing_conversions(self, missing: Mapping[tuple[str, str], int]) -> None:
+        """The result of a scan: `(policy, format) -> count`; pairs not named are now 0."""
+        for policy in self._policies:
+            for fmt in self._formats:
+                self.missing_conversions.labels(policy=policy, format=fmt).set(0)
+        for (policy, fmt), count in missing.items():
+            self.missing_conversions.labels(policy=policy, format=fmt).set(count)
+
+    def scan_succeeded(self, kind: str, started_at: float, finished_at: float) -> None:
+        """A scan of `kind` ran from `started_at` to `finished_at` (Unix seconds) without error."""
+        self.scan_last_success.labels(kind=kind).set(finished_at)
+        self.scan_duration.labels(kind=kind).set(max(0.0, finished_at - started_at))
+
+    def conversion_finished(
+        self,
+        fmt: str,
+        result: str,
+        seconds: float,
+        *,
+        bytes_read: int = 0,
+        bytes_written: int = 0,
+    ) -> None:
+        """One conversion of an original to `fmt` ended with `result` (see CONVERSION_RESULTS)."""
+        if result not in CONVERSION_RESULTS:
+            raise ValueError(f"conversion result {result!r} is not one of {CONVERSION_RESULTS}")
+        self.conversions.labels(format=fmt, result=result).inc()
+        self.conversion_duration.labels(format=fmt).observe(seconds)
+        self.conversion_bytes.labels(format=fmt, direction="read").inc(bytes_read)
+        self.conversion_bytes.labels(format=fmt, direction="written").inc(bytes_written)
+
+    def layer_cache_lookup(self, fmt: str, *, hit: bool) -> None:
+        (self.layer_cache_hits if hit else self.layer_cache_misses).labels(format=fmt).inc()
+
+    def set_queue_depth(self, *, pending: int, in_progress: int, quarantined: int) -> None:
+        self.queue_depth.labels(state="pending").set(pending)
+        self.queue_depth.labels(state="in_progress").set(in_progress)
+        self.queue_depth.labels(state="quarantined").set(quarantined)
+
+    def queue_retried(self) -> None:
+        self.queue_retries.inc()
+
+    def webhook_answered(self, result: str) -> None:
+        if result not in WEBHOOK_RESULTS:
+            raise ValueError(f"webhook result {result!r} is not one of {WEBHOOK_RESULTS}")
+        self.webhook_requests.labels(result=result).inc()
+
+    def request_observer(self) -> RequestObserver:
+        """The `(endpoint, code, seconds)` callback the `harbor_api` clients take."""
+
+        def observe(endpoint: str, code: str, seconds: float) -> None:
+            self.source_requests.labels(endpoint=endpoint, code=code).inc()
+            self.source_request_duration.labels(endpoint=endpoint).observe(seconds)
+
+        return observe
