@@ -1,0 +1,129 @@
+"""Desired state: which accelerated formats an original image should have, and with what.
+
+The loop guard lives here too: our own pushes fire PUSH_ARTIFACT like any other, and so do
+signatures and SBOMs, so anything with a `subject`, anything carrying an acceleration
+annotation, and anything that is not an image is never an original.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from harbor_api.oci import (
+    IMAGE_CONFIG_TYPES,
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    Platform,
+)
+from policies.match import matching_tags, policy_matches, policy_matches_platform
+from policies.model import FormatOptions, Policy
+from policies.observed import ACCELERATION_ANNOTATIONS
+
+HARBOR_IMAGE_TYPE = "IMAGE"
+
+
+@dataclass(frozen=True)
+class Original:
+    """A candidate original image: one manifest or index in one repository.
+
+    For a platform manifest of an index, `tags` are the index's tags and `platform` its
+    platform. `artifact_type` is the manifest's `artifactType`, else its config media type
+    ("" for an index without one). `harbor_type` is Harbor's artifact `type` when known.
+    """
+
+    repository: str
+    digest: str
+    media_type: str
+    artifact_type: str
+    tags: tuple[str, ...]
+    push_time: datetime
+    platform: Platform | None = None
+    has_subject: bool = False
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    harbor_type: str = ""
+
+    @property
+    def project(self) -> str:
+        return self.repository.split("/", 1)[0]
+
+
+@dataclass(frozen=True)
+class FormatWanted:
+    """One format an original should have: the options, and who wants it for which tags."""
+
+    format: str
+    options: FormatOptions
+    policies: tuple[str, ...]
+    tags: tuple[str, ...]
+    """Source tags that qualified under at least one of `policies` (suffixed on push)."""
+
+
+def is_never_original(original: Original) -> str | None:
+    """Why `original` can never be converted (a short reason for logs), or None if it can."""
+    if original.has_subject:
+        return "it has a subject (a referrer such as a signature, an SBOM or a converted image)"
+    for key in ACCELERATION_ANNOTATIONS:
+        if key in original.annotations:
+            return f"it carries the annotation {key} (an accelerated image)"
+    if original.harbor_type and original.harbor_type != HARBOR_IMAGE_TYPE:
+        return f"Harbor types it {original.harbor_type}, not IMAGE"
+    if original.media_type in INDEX_TYPES:
+        if original.artifact_type:
+            return f"it is an index of artifact type {original.artifact_type}, not of images"
+        return None
+    if original.media_type not in MANIFEST_TYPES:
+        return f"its media type {original.media_type} is not an image manifest or index"
+    if original.artifact_type not in IMAGE_CONFIG_TYPES:
+        return f"its artifact type {original.artifact_type or '(none)'} is not an image config"
+    return None
+
+
+def _applies(policy: Policy, original: Original) -> bool:
+    return (
+        policy.enabled
+        and policy_matches(policy, original.repository, original.tags)
+        and policy_matches_platform(policy, original.platform)
+    )
+
+
+def desired_formats(
+    policies: Iterable[Policy], original: Original, now: datetime
+) -> dict[str, FormatWanted]:
+    """format → what is wanted, over every enabled policy that matches and whose `min_age`
+    has passed. Nothing for an image that `is_never_original`.
+
+    Policies loaded together agree on the options of a format wherever they may overlap (the
+    loader checks it), so the first wanting policy's options stand for all.
+    """
+    if is_never_original(original) is not None:
+        return {}
+    wanted: dict[str, FormatWanted] = {}
+    for policy in policies:
+        if not _applies(policy, original) or now - original.push_time < policy.min_age:
+            continue
+        tags = matching_tags(policy, original.tags)
+        for fmt in policy.formats:
+            before = wanted.get(fmt)
+            if before is None:
+                wanted[fmt] = FormatWanted(fmt, policy.options(fmt), (policy.name,), tags)
+                continue
+            merged = before.tags + tuple(t for t in tags if t not in before.tags)
+            wanted[fmt] = FormatWanted(fmt, before.options, (*before.policies, policy.name), merged)
+    return wanted
+
+
+def next_due(policies: Iterable[Policy], original: Original, now: datetime) -> datetime | None:
+    """The earliest time after `now` at which a matching policy's `min_age` passes, if any.
+
+    A reconciler that found nothing wanted yet requeues the key for then.
+    """
+    if is_never_original(original) is not None:
+        return None
+    due = [
+        original.push_time + policy.min_age
+        for policy in policies
+        if _applies(policy, original) and original.push_time + policy.min_age > now
+    ]
+    return min(due, default=None)

@@ -1,0 +1,178 @@
+"""Policies from parsed YAML: validation with errors naming the file, the policy and the field.
+
+    config.yaml: policies[2] "web": tags[0]: invalid glob "[v*": missing "]"
+
+Enabled policies that may cover the same repository (see `policies_may_overlap`) and want the
+same format must want it with the same options, else the converted image would depend on which
+policy the reconciler looked at first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import timedelta
+from itertools import combinations
+
+from harbor_api.errors import AcceldError
+from harbor_api.oci import Platform
+from policies.fields import FieldError, Fields, describe, suggestion
+from policies.glob import Glob
+from policies.match import policies_may_overlap
+from policies.model import (
+    DEFAULT_COMPRESSION_LEVEL,
+    DEFAULT_TAG_SUFFIX,
+    KNOWN_FORMATS,
+    SUPPORTED_FORMATS,
+    FormatOptions,
+    Policy,
+)
+
+# Policy names become metric label values and log fields.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# The suffix plus the longest source tag must stay within the 128 characters of an OCI tag.
+_TAG_SUFFIX = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+class PolicyError(AcceldError, ValueError):
+    """A policy that cannot be loaded; the message names the file, the policy and the field."""
+
+
+def parse_policies(data: object, source_name: str) -> tuple[Policy, ...]:
+    """The policies in `data` (the parsed YAML list); `source_name` prefixes every error."""
+    if not isinstance(data, list):
+        raise PolicyError(
+            f"{source_name}: policies: expected a list of policies, got {describe(data)}"
+        )
+    policies: list[Policy] = []
+    where: dict[str, str] = {}
+    for i, item in enumerate(data):
+        label = f"policies[{i}]"
+        name = item.get("name") if isinstance(item, dict) else None
+        if isinstance(name, str) and name:
+            label += f' "{name}"'
+        try:
+            policy = _parse_policy(item)
+        except FieldError as exc:
+            raise PolicyError(f"{source_name}: {label}: {exc}") from None
+        if policy.name in where:
+            raise PolicyError(
+                f'{source_name}: {label}: name: "{policy.name}" is already the name of '
+                f"{where[policy.name]}"
+            )
+        where[policy.name] = label
+        policies.append(policy)
+    _check_conflicts(policies, [where[p.name] for p in policies], source_name)
+    return tuple(policies)
+
+
+def _glob(text: str) -> Glob:
+    return Glob.parse(text)
+
+
+def _platform(text: str) -> Platform:
+    return Platform.parse(text)
+
+
+def _parse_policy(item: object) -> Policy:
+    fields = Fields(item)
+    name = fields.string("name")
+    if not _NAME.match(name):
+        raise FieldError(
+            "name",
+            f'invalid name "{name}": expected letters, digits, "_", "." or "-" '
+            "(at most 63, starting with a letter or digit)",
+        )
+    formats = _formats(fields)
+    policy = Policy(
+        name=name,
+        enabled=fields.boolean("enabled", True),
+        projects=_non_empty(fields, "projects", (Glob.parse("*"),)),
+        repositories=_non_empty(fields, "repositories", (Glob.parse("**"),)),
+        tags=fields.each("tags", _glob),
+        exclude_tags=fields.each("exclude_tags", _glob),
+        platforms=fields.each("platforms", _platform),
+        formats=formats,
+        format_options=_format_options(fields, formats),
+        min_age=fields.duration("min_age", timedelta(0)),
+    )
+    fields.done()
+    return policy
+
+
+def _non_empty(fields: Fields, key: str, default: tuple[Glob, ...]) -> tuple[Glob, ...]:
+    if not fields.has(key):
+        fields.strings(key, ())
+        return default
+    globs = fields.each(key, _glob)
+    if not globs:
+        raise FieldError(key, f"must not be empty (leave {key} out to match every name)")
+    return globs
+
+
+def _formats(fields: Fields) -> tuple[str, ...]:
+    names = fields.strings("formats")
+    if not names:
+        raise FieldError("formats", "must list at least one format")
+    for i, name in enumerate(names):
+        where = f"formats[{i}]"
+        if name not in KNOWN_FORMATS:
+            raise FieldError(where, f'unknown format "{name}"' + suggestion(name, KNOWN_FORMATS))
+        if name not in SUPPORTED_FORMATS:
+            raise FieldError(where, f'format "{name}" is not supported by this version')
+        if name in names[:i]:
+            raise FieldError(where, f'format "{name}" is listed twice')
+    return tuple(names)
+
+
+def _format_options(fields: Fields, formats: Sequence[str]) -> dict[str, FormatOptions]:
+    section = fields.child("options", optional=True)
+    out: dict[str, FormatOptions] = {}
+    for fmt in formats:
+        options = section.child(fmt, optional=True)
+        suffix = options.string("tag_suffix", DEFAULT_TAG_SUFFIX[fmt])
+        if not _TAG_SUFFIX.match(suffix):
+            raise FieldError(
+                options.where("tag_suffix"),
+                f'invalid tag suffix "{suffix}": expected 1 to 32 letters, digits, "_", "." or "-"',
+            )
+        out[fmt] = FormatOptions(
+            tag_suffix=suffix,
+            prioritized_files=options.strings("prioritized_files", ()),
+            compression_level=options.integer(
+                "compression_level", DEFAULT_COMPRESSION_LEVEL, low=1, high=9
+            ),
+        )
+        options.done()
+    for key in section.keys():  # noqa: SIM118 (Fields is not a dict)
+        if key not in formats:
+            raise FieldError(
+                section.where(key), f'options for format "{key}", which formats does not list'
+            )
+    return out
+
+
+def _check_conflicts(policies: Sequence[Policy], labels: Sequence[str], source_name: str) -> None:
+    enabled = [(p, label) for p, label in zip(policies, labels, strict=True) if p.enabled]
+    for (a, label_a), (b, label_b) in combinations(enabled, 2):
+        common = [fmt for fmt in a.formats if fmt in b.formats]
+        if not common or not policies_may_overlap(a, b):
+            continue
+        for fmt in common:
+            difference = _first_difference(a.options(fmt), b.options(fmt))
+            if difference:
+                raise PolicyError(
+                    f"{source_name}: {label_a} and {label_b} may match the same repositories "
+                    f'but want format "{fmt}" with different {difference}; make their projects '
+                    "or repositories disjoint, or their options equal"
+                )
+
+
+def _first_difference(a: FormatOptions, b: FormatOptions) -> str:
+    if a.tag_suffix != b.tag_suffix:
+        return f'tag_suffix ("{a.tag_suffix}" and "{b.tag_suffix}")'
+    if a.compression_level != b.compression_level:
+        return f"compression_level ({a.compression_level} and {b.compression_level})"
+    if a.prioritized_files != b.prioritized_files:
+        return "prioritized_files"
+    return ""
