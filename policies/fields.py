@@ -85,6 +85,10 @@ class Fields:
             raise FieldError(self.where(key), f"expected {what}, got {describe(value)}")
         return value
 
+    def raw(self, key: str) -> Any:
+        """The value at `key` as parsed, None when absent, for a parser of its own."""
+        return self._get(key, None)
+
     def string(self, key: str, default: Any = _MISSING) -> Any:
         value = self._typed(key, default, str, "a string")
         if value == "" and default is _MISSING:

@@ -1,0 +1,374 @@
+"""The acceld config file: one YAML document, validated whole before anything starts.
+
+Found at `--config`, else `$ACCELD_CONFIG`, else `/etc/acceld/config.yaml`. Relative paths in
+it (`state_dir`, `ca_bundle`, `policies_file`, secret files) are relative to the file itself.
+Every error names the file and the field (`config.yaml: server.listen: …`), unknown keys are
+errors, and secrets come from files or the environment only (see `reconciler.secrets`).
+`examples/config.yaml` shows every key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from converters.limits import LayerLimits
+from harbor_api.credentials import Credentials, CredentialsError, credentials_from_docker_config
+from harbor_api.errors import AcceldError
+from harbor_api.harbor import HarborClient
+from harbor_api.registry import RegistryClient
+from harbor_api.transport import RequestObserver, TlsOptions
+from policies.fields import FieldError, Fields
+from policies.load import PolicyError, parse_policies
+from policies.model import Policy
+from reconciler.secrets import Secret, read_secret
+
+ENV_CONFIG = "ACCELD_CONFIG"
+DEFAULT_CONFIG_PATH = Path("/etc/acceld/config.yaml")
+
+ConversionLimits = LayerLimits
+
+_HOST_PORT = re.compile(
+    r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d+)$"
+)
+_REGISTRY_HOST = re.compile(r"^[A-Za-z0-9.-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$")
+
+
+class ConfigError(AcceldError):
+    """A config that cannot be used; the message names the file and the field."""
+
+
+@dataclass(frozen=True)
+class HarborSource:
+    """Harbor's REST API for discovery, its `/v2/` registry for content, one robot for both."""
+
+    url: str
+    credentials: Credentials
+    tls: TlsOptions
+
+    @property
+    def registry_host(self) -> str:
+        return urlsplit(self.url).netloc
+
+    def harbor_client(self, observer: RequestObserver | None = None) -> HarborClient:
+        return HarborClient(self.url, credentials=self.credentials, tls=self.tls, observer=observer)
+
+    def registry_client(self, observer: RequestObserver | None = None) -> RegistryClient:
+        return RegistryClient(
+            self.registry_host, credentials=self.credentials, tls=self.tls, observer=observer
+        )
+
+
+@dataclass(frozen=True)
+class RegistrySource:
+    """A plain OCI registry: repositories are found through its catalog and tag lists."""
+
+    host: str
+    credentials: Credentials | None
+    tls: TlsOptions
+
+    def registry_client(self, observer: RequestObserver | None = None) -> RegistryClient:
+        return RegistryClient(
+            self.host, credentials=self.credentials, tls=self.tls, observer=observer
+        )
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    full_interval_seconds: int = 6 * 3600
+    """Between two walks over every repository."""
+    incremental_interval_seconds: int = 300
+    """Between two looks at what was pushed since the last scan."""
+    safety_margin_seconds: int = 600
+    """How far back an incremental scan reaches beyond the previous one's start."""
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    webhook_secret: Secret | None = None
+    """The `Authorization` value Harbor sends with each webhook, compared verbatim."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    external_url: str = ""
+    """The URL Harbor reaches this server at, for `acceld harbor setup`."""
+    max_body_bytes: int = 1 << 20
+
+
+@dataclass(frozen=True)
+class Config:
+    source: HarborSource | RegistrySource
+    state_dir: Path
+    work_dir: Path
+    work_dir_budget_bytes: int
+    workers: int
+    scan: ScanConfig
+    server: ServerConfig
+    limits: ConversionLimits
+    policies: tuple[Policy, ...]
+    path: Path
+
+
+def config_path(explicit: Path | None, env: Mapping[str, str] | None = None) -> Path:
+    """`--config`, else `$ACCELD_CONFIG`, else the system default."""
+    if explicit is not None:
+        return explicit
+    value = (os.environ if env is None else env).get(ENV_CONFIG, "")
+    return Path(value) if value else DEFAULT_CONFIG_PATH
+
+
+def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """The validated config; raises `ConfigError` and has no effect when anything is wrong."""
+    environ = os.environ if env is None else env
+    path = config_path(path, environ)
+    data = _read_yaml(path)
+    try:
+        return _parse(data, path, environ)
+    except FieldError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Refuses duplicate keys, which plain YAML loading resolves by keeping the last silently."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as exc:
+        # Only the problem and its position: the snippet YAML quotes may hold a secret.
+        mark = exc.problem_mark
+        position = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ConfigError(f"{path}: not valid YAML: {position}{exc.problem}") from None
+    except yaml.YAMLError:
+        raise ConfigError(f"{path}: not valid YAML") from None
+
+
+def _parse(data: Any, path: Path, env: Mapping[str, str]) -> Config:
+    if data is None:
+        raise FieldError("", "the file is empty")
+    fields = Fields(data)
+    base = path.parent
+    source = _source(fields.child("source"), env, base)
+    state_dir = base / fields.string("state_dir", "/var/lib/acceld")
+    config = Config(
+        source=source,
+        state_dir=state_dir,
+        work_dir=base / fields.string("work_dir", str(state_dir / "work")),
+        work_dir_budget_bytes=fields.size("work_dir_budget", 20 << 30),
+        workers=fields.integer("workers", 2, low=1, high=64),
+        scan=_scan(fields.child("scan", optional=True)),
+        server=_server(fields.child("server", optional=True), env, base),
+        limits=_limits(fields.child("limits", optional=True)),
+        policies=_policies(fields, path),
+        path=path,
+    )
+    fields.done()
+    return config
+
+
+def _tls(fields: Fields, base: Path, *, plain_http: bool) -> TlsOptions:
+    insecure = fields.boolean("insecure", False)
+    ca_bundle = fields.string("ca_bundle", "")
+    if ca_bundle:
+        bundle = base / ca_bundle
+        if not bundle.is_file():
+            raise FieldError(fields.where("ca_bundle"), f"{bundle} is not a file")
+        ca_bundle = str(bundle)
+    return TlsOptions(plain_http=plain_http, insecure=insecure, ca_bundle=ca_bundle or None)
+
+
+def _source(fields: Fields, env: Mapping[str, str], base: Path) -> HarborSource | RegistrySource:
+    kind = fields.string("kind")
+    if kind == "harbor":
+        source: HarborSource | RegistrySource = _harbor_source(fields, env, base)
+    elif kind == "registry":
+        source = _registry_source(fields, env, base)
+    else:
+        raise FieldError(fields.where("kind"), f'expected "harbor" or "registry", got "{kind}"')
+    fields.done()
+    return source
+
+
+def _harbor_source(fields: Fields, env: Mapping[str, str], base: Path) -> HarborSource:
+    url = fields.string("url")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise FieldError(
+            fields.where("url"), f'expected http(s)://HOST[:PORT] of Harbor, got "{url}"'
+        )
+    username = fields.string("username")
+    password = read_secret(fields, "password", env, base)
+    if password is None:
+        raise FieldError(
+            fields.path, "password_file, password_env or password_credential is required"
+        )
+    tls = _tls(fields, base, plain_http=parts.scheme == "http")
+    return HarborSource(
+        f"{parts.scheme}://{parts.netloc}", _credentials(fields, username, password), tls
+    )
+
+
+def _registry_source(fields: Fields, env: Mapping[str, str], base: Path) -> RegistrySource:
+    host = fields.string("url")
+    if not _REGISTRY_HOST.match(host):
+        raise FieldError(fields.where("url"), f'expected HOST[:PORT] of the registry, got "{host}"')
+    username = fields.string("username", "")
+    password = read_secret(fields, "password", env, base)
+    docker_config = fields.string("docker_config", "")
+    tls = _tls(fields, base, plain_http=fields.boolean("plain_http", False))
+    if docker_config and (username or password):
+        raise FieldError(fields.path, "docker_config and username/password are both set; use one")
+    if bool(username) != bool(password):
+        raise FieldError(
+            fields.path,
+            "username needs password_file, password_env or password_credential, and they "
+            "need a username",
+        )
+    credentials = None
+    if username and password:
+        credentials = _credentials(fields, username, password)
+    elif docker_config:
+        credentials = _docker_credentials(fields, base / docker_config, host)
+    return RegistrySource(host, credentials, tls)
+
+
+def _credentials(fields: Fields, username: str, password: Secret) -> Credentials:
+    try:
+        return Credentials(username, password.reveal())
+    except CredentialsError as exc:
+        raise FieldError(fields.where("username"), str(exc)) from None
+
+
+def _docker_credentials(fields: Fields, path: Path, host: str) -> Credentials:
+    try:
+        found = credentials_from_docker_config(path, host)
+    except CredentialsError as exc:
+        raise FieldError(fields.where("docker_config"), str(exc)) from None
+    if found is None:
+        raise FieldError(fields.where("docker_config"), f"{path} has no auths entry for {host}")
+    return found
+
+
+def _seconds(fields: Fields, key: str, default: int, *, positive: bool) -> int:
+    value = int(fields.duration(key, None).total_seconds()) if fields.has(key) else default
+    if positive and value <= 0:
+        raise FieldError(fields.where(key), "must be longer than 0s")
+    return value
+
+
+def _scan(fields: Fields) -> ScanConfig:
+    defaults = ScanConfig()
+    scan = ScanConfig(
+        full_interval_seconds=_seconds(
+            fields, "full_interval", defaults.full_interval_seconds, positive=True
+        ),
+        incremental_interval_seconds=_seconds(
+            fields, "incremental_interval", defaults.incremental_interval_seconds, positive=True
+        ),
+        safety_margin_seconds=_seconds(
+            fields, "safety_margin", defaults.safety_margin_seconds, positive=False
+        ),
+    )
+    fields.done()
+    return scan
+
+
+def _listen(fields: Fields) -> tuple[str, int]:
+    text = fields.string("listen", "127.0.0.1:8080")
+    match = _HOST_PORT.match(text)
+    port = int(match.group("port")) if match else 0
+    if match is None or not 1 <= port <= 65535:
+        raise FieldError(fields.where("listen"), f'expected HOST:PORT or [IPV6]:PORT, got "{text}"')
+    return match.group("ipv6") or match.group("host"), port
+
+
+def _server(fields: Fields, env: Mapping[str, str], base: Path) -> ServerConfig:
+    host, port = _listen(fields)
+    external_url = fields.string("external_url", "")
+    if external_url and urlsplit(external_url).scheme not in ("http", "https"):
+        raise FieldError(
+            fields.where("external_url"), f'expected an http(s):// URL, got "{external_url}"'
+        )
+    cert, key = fields.string("tls_cert", ""), fields.string("tls_key", "")
+    if bool(cert) != bool(key):
+        raise FieldError(fields.path, "tls_cert and tls_key go together; set both or neither")
+    server = ServerConfig(
+        listen_host=host,
+        listen_port=port,
+        webhook_secret=read_secret(fields, "webhook_secret", env, base),
+        tls_cert=base / cert if cert else None,
+        tls_key=base / key if key else None,
+        external_url=external_url.rstrip("/"),
+        max_body_bytes=fields.size("max_body_bytes", ServerConfig.max_body_bytes),
+    )
+    if server.max_body_bytes <= 0:
+        raise FieldError(fields.where("max_body_bytes"), "must be larger than 0")
+    fields.done()
+    return server
+
+
+def _limits(fields: Fields) -> ConversionLimits:
+    defaults = ConversionLimits()
+    limits = ConversionLimits(
+        max_uncompressed_size=fields.size(
+            "max_layer_uncompressed_size", defaults.max_uncompressed_size
+        ),
+        max_compression_ratio=fields.number(
+            "max_compression_ratio", defaults.max_compression_ratio, low=1.0
+        ),
+        max_pax_header_size=fields.size("max_pax_header_size", defaults.max_pax_header_size),
+        max_entries=fields.integer("max_entries", defaults.max_entries, low=1, high=1 << 40),
+    )
+    fields.done()
+    return limits
+
+
+def _policies(fields: Fields, path: Path) -> tuple[Policy, ...]:
+    inline, file = fields.has("policies"), fields.has("policies_file")
+    if inline == file:
+        raise FieldError("", "set exactly one of policies and policies_file")
+    if inline:
+        return parse_policies(fields.raw("policies"), str(path))
+    policies_path = path.parent / fields.string("policies_file")
+    data = _read_yaml(policies_path)
+    try:
+        section = Fields(data)
+        policies = parse_policies(section.raw("policies"), str(policies_path))
+        section.done()
+    except FieldError as exc:
+        raise ConfigError(f"{policies_path}: {exc}") from None
+    return policies

@@ -1,0 +1,80 @@
+"""Secrets named in the config: read from a file, an environment variable or a systemd credential.
+
+A secret is never written inline in the config file, so the file can be shown, diffed and
+committed. `<name>_file: PATH`, `<name>_env: VARIABLE` or `<name>_credential: NAME` (read from
+`$CREDENTIALS_DIRECTORY/NAME`, which systemd fills from `LoadCredential=`) say where it is;
+exactly one of them. Errors name the key and where the secret was looked for, never its value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harbor_api.credentials import CredentialsError, read_secret_file
+from policies.fields import FieldError, Fields
+
+CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
+_SOURCES = ("file", "env", "credential")
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret value that shows as `***` in every repr, str and log line; `.reveal()` it."""
+
+    _value: str = field(repr=False)
+    origin: str
+    """Where it came from (`file /run/…`, `env NAME`), safe to show."""
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret('***', origin={self.origin!r})"
+
+    def __str__(self) -> str:
+        return "***"
+
+
+def read_secret(fields: Fields, name: str, env: Mapping[str, str], base_dir: Path) -> Secret | None:
+    """The secret configured by `<name>_file`, `<name>_env` or `<name>_credential`, if any."""
+    if fields.has(name):
+        raise FieldError(
+            fields.where(name),
+            f"a secret must not be written in the config file; use {name}_file, {name}_env "
+            f"or {name}_credential",
+        )
+    given = {source: fields.string(f"{name}_{source}", "") for source in _SOURCES}
+    chosen = [source for source, value in given.items() if value]
+    if len(chosen) > 1:
+        keys = " and ".join(f"{name}_{source}" for source in chosen)
+        raise FieldError(fields.path, f"{keys} are both set; use one")
+    if not chosen:
+        return None
+    source = chosen[0]
+    key = f"{name}_{source}"
+    where = fields.where(key)
+    value = given[source]
+    if source == "env":
+        secret = env.get(value, "")
+        if not secret:
+            raise FieldError(where, f"environment variable {value} is not set or empty")
+        return Secret(secret, f"env {value}")
+    if source == "credential":
+        directory = env.get(CREDENTIALS_DIRECTORY, "")
+        if not directory:
+            raise FieldError(
+                where,
+                f"{CREDENTIALS_DIRECTORY} is not set (systemd sets it for a unit with "
+                "LoadCredential=)",
+            )
+        if "/" in value or value in (".", ".."):
+            raise FieldError(where, f'expected a credential name, got "{value}"')
+        path = Path(directory) / value
+    else:
+        path = base_dir / value
+    try:
+        return Secret(read_secret_file(path, where), f"file {path}")
+    except CredentialsError as exc:
+        raise FieldError("", str(exc)) from None
