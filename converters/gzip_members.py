@@ -1,0 +1,128 @@
+"""Compress a sequence of byte segments into one gzip member each, on several threads.
+
+Member boundaries come from the caller (the format), never from the thread count, and each
+member is compressed on its own, so the output bytes are the same for any `workers` value.
+zlib releases the GIL while deflating, so threads give real parallelism.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from isal import isal_zlib
+
+_BATCH_BYTES = 1 << 20
+_BATCH_MEMBERS = 512
+
+
+def gzip_header(level: int) -> bytes:
+    """A gzip member header with MTIME=0 and OS=255 (unknown), as the Go writer emits."""
+    xfl = 2 if level == 9 else 4 if level == 1 else 0
+    return b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes((xfl, 0xFF))
+
+
+def gzip_member(data: bytes, level: int) -> bytes:
+    body = zlib.compress(data, level, wbits=-15)
+    trailer = isal_zlib.crc32(data).to_bytes(4, "little") + (len(data) & 0xFFFFFFFF).to_bytes(
+        4, "little"
+    )
+    return gzip_header(level) + body + trailer
+
+
+class Sink(Protocol):
+    def write(self, data: bytes, /) -> int: ...
+
+
+@dataclass(frozen=True)
+class _Segment:
+    data: bytes
+    digest_prefix: int
+
+
+def _compress_batch(batch: list[_Segment], level: int) -> list[tuple[bytes, str]]:
+    results = []
+    for segment in batch:
+        digest = ""
+        if segment.digest_prefix:
+            view = memoryview(segment.data)[: segment.digest_prefix]
+            digest = "sha256:" + hashlib.sha256(view).hexdigest()
+        results.append((gzip_member(segment.data, level), digest))
+    return results
+
+
+class MemberWriter:
+    """Appends gzip members to `dest` in submission order; records where each one starts.
+
+    `add(data, digest_prefix)` queues one member; when `digest_prefix` is non-zero the sha256
+    of that many leading bytes is computed on the worker too (chunk digests).
+    """
+
+    def __init__(self, dest: Sink, level: int, workers: int) -> None:
+        self._dest = dest
+        self._level = level
+        self._workers = workers
+        self._executor = ThreadPoolExecutor(workers) if workers > 1 else None
+        self._pending: deque[Future[list[tuple[bytes, str]]]] = deque()
+        self._pending_bytes: deque[int] = deque()
+        self._in_flight = 0
+        self._batch: list[_Segment] = []
+        self._batch_bytes = 0
+        self._added = 0
+        self.offsets: list[int] = []
+        self.prefix_digests: list[str] = []
+        self.written = 0
+
+    def add(self, data: bytes, digest_prefix: int = 0) -> int:
+        index = self._added
+        self._added += 1
+        self._batch.append(_Segment(data, digest_prefix))
+        self._batch_bytes += len(data)
+        if self._batch_bytes >= _BATCH_BYTES or len(self._batch) >= _BATCH_MEMBERS:
+            self._submit()
+        return index
+
+    def _submit(self) -> None:
+        if not self._batch:
+            return
+        batch, size = self._batch, self._batch_bytes
+        self._batch, self._batch_bytes = [], 0
+        if self._executor is None:
+            self._write(_compress_batch(batch, self._level))
+            return
+        self._pending.append(self._executor.submit(_compress_batch, batch, self._level))
+        self._pending_bytes.append(size)
+        self._in_flight += size
+        budget = 8 * _BATCH_BYTES * self._workers
+        while self._pending and (
+            len(self._pending) > 2 * self._workers or self._in_flight > budget
+        ):
+            self._collect_oldest()
+
+    def _collect_oldest(self) -> None:
+        future = self._pending.popleft()
+        self._in_flight -= self._pending_bytes.popleft()
+        self._write(future.result())
+
+    def _write(self, results: list[tuple[bytes, str]]) -> None:
+        for member, digest in results:
+            self.offsets.append(self.written)
+            self.prefix_digests.append(digest)
+            self._dest.write(member)
+            self.written += len(member)
+
+    def flush(self) -> None:
+        """Write every queued member."""
+        self._submit()
+        while self._pending:
+            self._collect_oldest()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            for future in self._pending:
+                future.cancel()
+            self._executor.shutdown(wait=True)

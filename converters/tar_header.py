@@ -1,0 +1,283 @@
+"""The tar header codec: ustar blocks, base-256 numbers, PAX records, GNU long names.
+
+Byte layout of one 512-byte header block (POSIX ustar; GNU uses the same fields up to
+`devminor`, with magic "ustar  \\0" and no `prefix`):
+
+    name 0:100  mode 100:108  uid 108:116  gid 116:124  size 124:136  mtime 136:148
+    chksum 148:156  typeflag 156  linkname 157:257  magic 257:263  version 263:265
+    uname 265:297  gname 297:329  devmajor 329:337  devminor 337:345  prefix 345:500
+
+Names, link targets and PAX values stay bytes end to end, so nothing is lost to decoding
+(binary `security.capability` xattr values in particular).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BLOCK = 512
+USTAR_MAGIC = b"ustar\x0000"
+GNU_MAGIC = b"ustar  \x00"
+
+REG = b"0"
+AREG = b"\x00"
+CONTIGUOUS = b"7"
+LINK = b"1"
+SYMLINK = b"2"
+CHAR = b"3"
+BLOCKDEV = b"4"
+DIR = b"5"
+FIFO = b"6"
+PAX = b"x"
+PAX_GLOBAL = b"g"
+GNU_LONGNAME = b"L"
+GNU_LONGLINK = b"K"
+
+REGULAR_TYPES = (REG, AREG, CONTIGUOUS)
+HEADER_ONLY_TYPES = (LINK, SYMLINK, CHAR, BLOCKDEV, DIR, FIFO)
+
+# PAX keys the header fields below stand for; they are re-derived when a header is encoded.
+FIELD_KEYS = frozenset({b"path", b"linkpath", b"size", b"uid", b"gid", b"uname", b"gname"})
+XATTR_PREFIX = b"SCHILY.xattr."
+
+
+class TarFormatError(ValueError):
+    """A header block that is not valid tar; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class TarHeader:
+    """One tar entry's metadata as it will be written back, PAX records included."""
+
+    name: bytes
+    typeflag: bytes
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    mtime: int = 0
+    linkname: bytes = b""
+    uname: bytes = b""
+    gname: bytes = b""
+    devmajor: int = 0
+    devminor: int = 0
+    pax: tuple[tuple[bytes, bytes], ...] = ()
+    """PAX records other than those in FIELD_KEYS, in input order."""
+
+    def xattrs(self) -> dict[bytes, bytes]:
+        return {
+            key[len(XATTR_PREFIX) :]: value
+            for key, value in self.pax
+            if key.startswith(XATTR_PREFIX)
+        }
+
+
+@dataclass(frozen=True)
+class RawHeader:
+    """The fields of one header block before PAX or GNU records are applied."""
+
+    name: bytes
+    typeflag: bytes
+    mode: int
+    uid: int
+    gid: int
+    size: int
+    mtime: int
+    linkname: bytes
+    uname: bytes
+    gname: bytes
+    devmajor: int
+    devminor: int
+
+
+def _cstring(field: bytes) -> bytes:
+    end = field.find(b"\x00")
+    return field if end < 0 else field[:end]
+
+
+def parse_number(field: bytes, what: str) -> int:
+    if field and field[0] & 0x80:
+        value = int.from_bytes(field[1:], "big")
+        if field[0] == 0xFF:
+            value -= 1 << (8 * (len(field) - 1))
+        return value
+    text = _cstring(field).strip(b" ")
+    if not text:
+        return 0
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise TarFormatError(f"invalid octal number in {what} field: {text!r}") from None
+
+
+def is_zero_block(block: bytes) -> bool:
+    return block.count(0) == BLOCK
+
+
+def parse_block(block: bytes) -> RawHeader:
+    """Decode one header block, checking its checksum."""
+    stored = parse_number(block[148:156], "chksum")
+    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    signed = unsigned - sum(256 for byte in block[:148] + block[156:] if byte & 0x80)
+    if stored not in (unsigned, signed):
+        raise TarFormatError(f"header checksum {stored} does not match computed {unsigned}")
+    name = _cstring(block[0:100])
+    if block[257:265] == USTAR_MAGIC:
+        prefix = _cstring(block[345:500])
+        if prefix:
+            name = prefix + b"/" + name
+    typeflag = block[156:157]
+    if typeflag == AREG and name.endswith(b"/"):
+        typeflag = DIR
+    return RawHeader(
+        name=name,
+        typeflag=typeflag,
+        mode=parse_number(block[100:108], "mode"),
+        uid=parse_number(block[108:116], "uid"),
+        gid=parse_number(block[116:124], "gid"),
+        size=parse_number(block[124:136], "size"),
+        mtime=parse_number(block[136:148], "mtime"),
+        linkname=_cstring(block[157:257]),
+        uname=_cstring(block[265:297]),
+        gname=_cstring(block[297:329]),
+        devmajor=parse_number(block[329:337], "devmajor"),
+        devminor=parse_number(block[337:345], "devminor"),
+    )
+
+
+def parse_pax_records(data: bytes) -> list[tuple[bytes, bytes]]:
+    """Split a PAX extended header payload into (key, value) records, values as raw bytes."""
+    records: list[tuple[bytes, bytes]] = []
+    position = 0
+    while position < len(data):
+        if data[position] == 0:
+            break
+        space = data.find(b" ", position)
+        if space < 0:
+            raise TarFormatError(f"PAX record at byte {position} has no length")
+        try:
+            length = int(data[position:space])
+        except ValueError:
+            raise TarFormatError(f"PAX record at byte {position} has a bad length") from None
+        end = position + length
+        if length <= space - position + 1 or end > len(data) or data[end - 1] != 0x0A:
+            raise TarFormatError(f"PAX record at byte {position} has a bad length {length}")
+        key, equals, value = data[space + 1 : end - 1].partition(b"=")
+        if not equals or not key:
+            raise TarFormatError(f"PAX record at byte {position} has no key=value")
+        records.append((key, value))
+        position = end
+    return records
+
+
+def pax_record(key: bytes, value: bytes) -> bytes:
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + 1
+    while len(str(length)) + len(body) != length:
+        length = len(str(length)) + len(body)
+    return str(length).encode() + body
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\x00" % (width - 1, value)
+
+
+def _fits_octal(value: int, width: int) -> bool:
+    return 0 <= value < 1 << (3 * (width - 1))
+
+
+def _number(value: int, width: int) -> bytes:
+    if _fits_octal(value, width):
+        return _octal(value, width)
+    return b"\x80" + (value % (1 << (8 * (width - 1)))).to_bytes(width - 1, "big")
+
+
+def _split_ustar_name(name: bytes) -> tuple[bytes, bytes] | None:
+    """(prefix, name) when `name` fits ustar's two fields, else None."""
+    if len(name) <= 100:
+        return b"", name
+    cut = name.rfind(b"/", 0, 156)
+    while cut > 0:
+        if len(name) - cut - 1 <= 100 and cut <= 155:
+            return name[:cut], name[cut + 1 :]
+        cut = name.rfind(b"/", 0, cut)
+    return None
+
+
+def _block(
+    name: bytes, prefix: bytes, header: TarHeader, typeflag: bytes, size: int, linkname: bytes
+) -> bytes:
+    fields = bytearray(BLOCK)
+    fields[0 : len(name)] = name
+    fields[100:108] = _octal(header.mode & 0o7777777, 8)
+    fields[108:116] = _number(header.uid, 8)
+    fields[116:124] = _number(header.gid, 8)
+    fields[124:136] = _number(size, 12)
+    fields[136:148] = _number(max(header.mtime, 0), 12)
+    fields[148:156] = b" " * 8
+    fields[156:157] = typeflag
+    fields[157 : 157 + len(linkname)] = linkname
+    fields[257:265] = USTAR_MAGIC
+    fields[265 : 265 + len(header.uname)] = header.uname
+    fields[297 : 297 + len(header.gname)] = header.gname
+    fields[329:337] = _number(header.devmajor, 8)
+    fields[337:345] = _number(header.devminor, 8)
+    fields[345 : 345 + len(prefix)] = prefix
+    fields[148:156] = b"%06o\x00 " % sum(fields)
+    return bytes(fields)
+
+
+def padding(size: int) -> bytes:
+    return b"\x00" * (-size % BLOCK)
+
+
+def encode_header(header: TarHeader) -> bytes:
+    """The header blocks for `header`: a PAX extended header first when ustar cannot hold it."""
+    records: list[tuple[bytes, bytes]] = []
+    split = _split_ustar_name(header.name) if header.name.isascii() else None
+    if split is None:
+        records.append((b"path", header.name))
+        split = (b"", header.name[:100])
+    linkname = header.linkname
+    if len(linkname) > 100 or not linkname.isascii():
+        records.append((b"linkpath", linkname))
+        linkname = linkname[:100]
+    if not _fits_octal(header.size, 12):
+        records.append((b"size", b"%d" % header.size))
+    for key, value in ((b"uid", header.uid), (b"gid", header.gid)):
+        if not _fits_octal(value, 8):
+            records.append((key, b"%d" % value))
+    for key, text in ((b"uname", header.uname), (b"gname", header.gname)):
+        if len(text) > 32 or not text.isascii():
+            records.append((key, text))
+    pax_keys = {key for key, _ in header.pax}
+    if not _fits_octal(header.mtime, 12) and b"mtime" not in pax_keys:
+        records.append((b"mtime", b"%d" % header.mtime))
+    records.extend(header.pax)
+    prefix, name = split
+    main = _block(
+        name,
+        prefix,
+        TarHeader(
+            name=b"",
+            typeflag=header.typeflag,
+            mode=header.mode,
+            uid=header.uid,
+            gid=header.gid,
+            mtime=header.mtime,
+            uname=header.uname[:32],
+            gname=header.gname[:32],
+            devmajor=header.devmajor,
+            devminor=header.devminor,
+        ),
+        header.typeflag,
+        header.size,
+        linkname,
+    )
+    if not records:
+        return main
+    payload = b"".join(pax_record(key, value) for key, value in records)
+    extended = _block(
+        b"././@PaxHeader", b"", TarHeader(name=b"", typeflag=PAX), PAX, len(payload), b""
+    )
+    return extended + payload + padding(len(payload)) + main

@@ -1,0 +1,191 @@
+"""Read tar entries one by one from a decompressed layer stream, applying PAX and GNU records."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from converters import tar_header as th
+from converters.errors import LayerRejected
+from converters.layer_source import LayerSource
+from converters.limits import LayerLimits
+
+_PIECE = 1 << 20
+
+
+class TarReader:
+    """Walks a tar stream: `next_header()` then, for regular files, `payload()`.
+
+    Payload left unread is skipped by the next `next_header()`. The stream must end with the
+    end-of-archive marker; a stream that just stops is truncated.
+    """
+
+    def __init__(self, source: LayerSource, limits: LayerLimits) -> None:
+        self._source = source
+        self._limits = limits
+        self._buffer = b""
+        self._remaining = 0
+        self._padding = 0
+        self.entries = 0
+        self.header_offset = 0
+        self.current: th.TarHeader | None = None
+
+    @property
+    def offset(self) -> int:
+        """Offset in the decompressed tar of the next byte this reader will consume."""
+        return self._source.offset - len(self._buffer)
+
+    def _read(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            data = self._source.read(max(size - len(self._buffer), _PIECE))
+            if not data:
+                break
+            self._buffer += data
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def _read_exact(self, size: int, what: str) -> bytes:
+        start = self.offset
+        data = self._read(size)
+        if len(data) != size:
+            raise LayerRejected(
+                f"truncated tar stream: {what} at offset {start} needs {size} bytes, "
+                f"only {len(data)} remain"
+            )
+        return data
+
+    def _where(self, name: bytes | None = None) -> str:
+        entry = f" (entry {name.decode('utf-8', 'replace')!r})" if name else ""
+        return f"tar header at offset {self.header_offset}{entry}"
+
+    def next_header(self) -> th.TarHeader | None:
+        """The next entry's header, or None at the end-of-archive marker."""
+        self._skip_rest()
+        pax: list[tuple[bytes, bytes]] = []
+        long_name: bytes | None = None
+        long_link: bytes | None = None
+        while True:
+            self.header_offset = self.offset
+            block = self._read(th.BLOCK)
+            if not block:
+                raise LayerRejected(
+                    f"truncated tar stream: ended at offset {self.header_offset} without the "
+                    "end-of-archive marker"
+                )
+            if len(block) != th.BLOCK:
+                raise LayerRejected(
+                    f"truncated tar stream: partial header block at offset {self.header_offset}"
+                )
+            if th.is_zero_block(block):
+                self.current = None
+                return None
+            try:
+                raw = th.parse_block(block)
+            except th.TarFormatError as error:
+                if self.header_offset == 0:
+                    raise LayerRejected(f"not a tar stream: {error}") from None
+                raise LayerRejected(f"corrupt {self._where()}: {error}") from None
+            if raw.typeflag in (th.PAX, th.GNU_LONGNAME, th.GNU_LONGLINK):
+                data = self._record_payload(raw)
+                if raw.typeflag == th.PAX:
+                    pax.extend(self._pax_records(data))
+                elif raw.typeflag == th.GNU_LONGNAME:
+                    long_name = data.split(b"\x00", 1)[0]
+                else:
+                    long_link = data.split(b"\x00", 1)[0]
+                continue
+            return self._entry(raw, pax, long_name, long_link)
+
+    def _record_payload(self, raw: th.RawHeader) -> bytes:
+        limit = self._limits.max_pax_header_size
+        if raw.size > limit or raw.size < 0:
+            raise LayerRejected(
+                f"{self._where()}: extended header of {raw.size} bytes exceeds the limit of "
+                f"{limit} bytes"
+            )
+        data = self._read_exact(raw.size, "extended header")
+        self._read_exact(len(th.padding(raw.size)), "extended header padding")
+        return data
+
+    def _pax_records(self, data: bytes) -> list[tuple[bytes, bytes]]:
+        try:
+            return th.parse_pax_records(data)
+        except th.TarFormatError as error:
+            raise LayerRejected(f"corrupt PAX header in {self._where()}: {error}") from None
+
+    def _entry(
+        self,
+        raw: th.RawHeader,
+        pax: list[tuple[bytes, bytes]],
+        long_name: bytes | None,
+        long_link: bytes | None,
+    ) -> th.TarHeader:
+        fields: dict[bytes, bytes] = {}
+        extra: dict[bytes, bytes] = {}
+        for key, value in pax:
+            if key in th.FIELD_KEYS:
+                fields[key] = value
+            else:
+                extra[key] = value
+        name = fields.get(b"path", long_name if long_name is not None else raw.name)
+        if raw.typeflag == th.PAX_GLOBAL:
+            raise LayerRejected(f"{self._where(name)}: global PAX headers are not supported")
+        if raw.typeflag == b"S" or any(key.startswith(b"GNU.sparse.") for key in extra):
+            raise LayerRejected(f"{self._where(name)}: sparse files are not supported")
+        if raw.typeflag not in th.REGULAR_TYPES + th.HEADER_ONLY_TYPES:
+            raise LayerRejected(
+                f"{self._where(name)}: unsupported entry type {raw.typeflag.decode('latin-1')!r}"
+            )
+        self.entries += 1
+        if self.entries > self._limits.max_entries:
+            raise LayerRejected(
+                f"{self._where(name)}: more than {self._limits.max_entries} entries"
+            )
+        size = 0 if raw.typeflag in th.HEADER_ONLY_TYPES else raw.size
+        try:
+            size = int(fields.get(b"size", b"%d" % size))
+            uid = int(fields.get(b"uid", b"%d" % raw.uid))
+            gid = int(fields.get(b"gid", b"%d" % raw.gid))
+        except ValueError:
+            raise LayerRejected(f"{self._where(name)}: non-numeric PAX size/uid/gid") from None
+        if size < 0:
+            raise LayerRejected(f"{self._where(name)}: negative size {size}")
+        header = th.TarHeader(
+            name=name,
+            typeflag=raw.typeflag,
+            mode=raw.mode,
+            uid=uid,
+            gid=gid,
+            size=size if raw.typeflag in th.REGULAR_TYPES else 0,
+            mtime=raw.mtime,
+            linkname=fields.get(b"linkpath", long_link if long_link is not None else raw.linkname),
+            uname=fields.get(b"uname", raw.uname),
+            gname=fields.get(b"gname", raw.gname),
+            devmajor=raw.devmajor,
+            devminor=raw.devminor,
+            pax=tuple(extra.items()),
+        )
+        self._remaining = size
+        self._padding = len(th.padding(size))
+        self.current = header
+        return header
+
+    def payload(self) -> Iterator[bytes]:
+        """The current entry's payload in pieces of at most 1 MiB."""
+        while self._remaining:
+            start = self.offset
+            data = self._read(min(self._remaining, _PIECE))
+            if not data:
+                name = self.current.name if self.current else b""
+                raise LayerRejected(
+                    f"truncated tar stream: payload of {self._where(name)} ends at offset "
+                    f"{start} with {self._remaining} bytes missing"
+                )
+            self._remaining -= len(data)
+            yield data
+
+    def _skip_rest(self) -> None:
+        for _ in self.payload():
+            pass
+        if self._padding:
+            self._read_exact(self._padding, "payload padding")
+            self._padding = 0

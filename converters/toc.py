@@ -1,0 +1,116 @@
+"""The eStargz table of contents (`stargz.index.json`) and the 51-byte footer.
+
+TOC JSON follows stargz-snapshotter's `TOCEntry` (types.go): keys in declaration order, zero
+values omitted except `name` and `type`, xattr values base64, modtime UTC RFC 3339 in seconds,
+tab-indented like Go's `json.MarshalIndent`, with `<`, `>`, `&` escaped as Go does.
+
+Footer (a gzip member with an empty payload and an extra field carrying the TOC offset):
+
+    1f 8b 08 04 00000000 00 ff    gzip header: FLG=FEXTRA, MTIME=0, XFL=0, OS=255
+    1a 00                         XLEN=26
+    'S' 'G' 16 00                 subfield SG, LEN=22
+    %016x STARGZ                  TOC member offset, 16 lowercase hex digits + "STARGZ"
+    01 00 00 ff ff                final stored block of length 0
+    00000000 00000000             CRC32=0, ISIZE=0
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+TOC_VERSION = 1
+FOOTER_SIZE = 51
+ANNOTATION_TOC_DIGEST = "containerd.io/snapshot/stargz/toc.digest"
+ANNOTATION_UNCOMPRESSED_SIZE = "io.containers.estargz.uncompressed-size"
+LANDMARK_CONTENTS = b"\x0f"
+
+
+@dataclass(frozen=True)
+class TocEntry:
+    """One TOC entry; field names are the JSON keys in snake case, in Go's order."""
+
+    name: str
+    type: str
+    size: int = 0
+    modtime: str = ""
+    link_name: str = ""
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    user_name: str = ""
+    group_name: str = ""
+    offset: int = 0
+    dev_major: int = 0
+    dev_minor: int = 0
+    xattrs: tuple[tuple[str, bytes], ...] = field(default=())
+    digest: str = ""
+    chunk_offset: int = 0
+    chunk_size: int = 0
+    chunk_digest: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"name": self.name, "type": self.type}
+        optional: list[tuple[str, Any]] = [
+            ("size", self.size),
+            ("modtime", self.modtime),
+            ("linkName", self.link_name),
+            ("mode", self.mode),
+            ("uid", self.uid),
+            ("gid", self.gid),
+            ("userName", self.user_name),
+            ("groupName", self.group_name),
+            ("offset", self.offset),
+            ("devMajor", self.dev_major),
+            ("devMinor", self.dev_minor),
+            (
+                "xattrs",
+                {key: base64.b64encode(value).decode("ascii") for key, value in self.xattrs},
+            ),
+            ("digest", self.digest),
+            ("chunkOffset", self.chunk_offset),
+            ("chunkSize", self.chunk_size),
+            ("chunkDigest", self.chunk_digest),
+        ]
+        data.update((key, value) for key, value in optional if value)
+        return data
+
+
+def format_modtime(seconds: int) -> str:
+    if seconds == 0:
+        return ""
+    try:
+        moment = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return ""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def encode_toc(entries: list[TocEntry]) -> bytes:
+    document = {"version": TOC_VERSION, "entries": [entry.to_json() for entry in entries]}
+    text = json.dumps(document, indent="\t", ensure_ascii=False, separators=(",", ": "))
+    for char, escape in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
+        text = text.replace(char, escape)
+    return text.encode("utf-8")
+
+
+def footer(toc_offset: int) -> bytes:
+    extra = b"SG\x16\x00" + b"%016xSTARGZ" % toc_offset
+    data = (
+        b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff"
+        + len(extra).to_bytes(2, "little")
+        + extra
+        + b"\x01\x00\x00\xff\xff"
+        + b"\x00" * 8
+    )
+    assert len(data) == FOOTER_SIZE
+    return data
