@@ -16,6 +16,26 @@ _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _DIGEST = re.compile(r"^sha256:[a-f0-9]{64}$")
 
 
+def check_repository(name: str) -> str:
+    """`name` when it is a valid repository path (`project/path`), else `InvalidReference`."""
+    for component in name.split("/"):
+        if not _COMPONENT.match(component):
+            raise InvalidReference(
+                f"invalid repository path component {component!r} in {name!r} "
+                "(lowercase letters, digits and separators . _ __ -)"
+            )
+    if len(name) > 255:
+        raise InvalidReference(f"repository name {name[:40]!r}… is longer than 255 characters")
+    return name
+
+
+def check_tag(tag: str) -> str:
+    """`tag` when it is a valid tag, else `InvalidReference`."""
+    if not _TAG.match(tag):
+        raise InvalidReference(f"invalid tag {tag!r}: expected [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")
+    return tag
+
+
 @dataclass(frozen=True)
 class Reference:
     registry: str
@@ -51,14 +71,10 @@ class Reference:
             rest, tag = rest[:colon], rest[colon + 1 :]
             if not _TAG.match(tag):
                 raise InvalidReference(f"invalid reference {original!r}: invalid tag {tag!r}")
-        for component in rest.split("/"):
-            if not _COMPONENT.match(component):
-                raise InvalidReference(
-                    f"invalid reference {original!r}: invalid repository path component "
-                    f"{component!r} (lowercase letters, digits and separators . _ __ -)"
-                )
-        if len(rest) > 255:
-            raise InvalidReference(f"invalid reference {original!r}: repository name too long")
+        try:
+            check_repository(rest)
+        except InvalidReference as exc:
+            raise InvalidReference(f"invalid reference {original!r}: {exc}") from None
         return cls(registry=host, repository=rest, tag=tag, digest=digest)
 
     @property
