@@ -73,7 +73,7 @@ class Fields:
         value = self._data.get(key, _MISSING)
         if value is _MISSING or value is None:
             if default is _MISSING:
-                raise FieldError(self.where(key), "required")
+                raise FieldError(self.where(key), "required" + self._misspelling_of(key))
             return default
         return value
 
@@ -84,6 +84,11 @@ class Fields:
         if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
             raise FieldError(self.where(key), f"expected {what}, got {describe(value)}")
         return value
+
+    def _misspelling_of(self, key: str) -> str:
+        present = tuple(str(k) for k in self._data if k not in self._read)
+        close = difflib.get_close_matches(key, present, n=1, cutoff=0.6)
+        return f' (is "{close[0]}" a misspelling of it?)' if close else ""
 
     def raw(self, key: str) -> Any:
         """The value at `key` as parsed, None when absent, for a parser of its own."""
