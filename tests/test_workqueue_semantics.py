@@ -259,7 +259,7 @@ def test_an_expired_lease_makes_the_key_pending_counting_a_failure(
     store: SqliteStateStore,
 ) -> None:
     store.add(key(1), T0)
-    (lease,) = store.lease("w", 1, T0)
+    assert len(store.lease("w", 1, T0)) == 1
     assert store.release_expired(T0 + 61) == 1
     (failing,) = store.failing()
     assert failing.attempts == 1

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from reconciler.keys import Key
+from reconciler.migrations import SCHEMA_VERSION
+from reconciler.sqlite_store import STATE_DB, SqliteStateStore, state_db_path
+from reconciler.state_store import StateError
+
+KEY = Key("proj/app", "sha256:" + "cd" * 32, "estargz")
+
+
+def _version(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        (version,) = conn.execute("SELECT version FROM schema_version").fetchone()
+    return int(version)
+
+
+def test_an_empty_directory_gets_a_current_schema_in_wal_mode(tmp_path: Path) -> None:
+    path = state_db_path(tmp_path / "state", must_exist=False)
+    SqliteStateStore(path).close()
+    assert path == tmp_path / "state" / STATE_DB
+    assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
+    assert _version(path) == SCHEMA_VERSION
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"queue", "layer_cache", "classification", "scan_marks", "schema_version"} <= tables
+
+
+def test_reopening_keeps_the_data_and_the_single_version_row(tmp_path: Path) -> None:
+    path = tmp_path / STATE_DB
+    store = SqliteStateStore(path)
+    store.add(KEY, 1.0)
+    store.close()
+    for _ in range(3):
+        SqliteStateStore(path).close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone() == (1,)
+    assert SqliteStateStore(path).counts().pending == 1
+
+
+def test_a_database_from_a_newer_acceld_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / STATE_DB
+    SqliteStateStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    before = path.read_bytes()
+    with pytest.raises(StateError, match=f"schema version {SCHEMA_VERSION + 1} is newer"):
+        SqliteStateStore(path)
+    assert _version(path) == SCHEMA_VERSION + 1
+    assert path.read_bytes() == before
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / STATE_DB
+    path.write_bytes(b"not sqlite at all, just some bytes " * 50)
+    with pytest.raises(StateError, match="cannot open the state database") as caught:
+        SqliteStateStore(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_missing_state_database_is_an_error_when_it_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(StateError, match="no state database"):
+        state_db_path(tmp_path / "typo", must_exist=True)
+    assert not (tmp_path / "typo").exists()

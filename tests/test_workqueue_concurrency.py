@@ -1,0 +1,169 @@
+"""Never two workers on one key: threads of one process, and processes sharing a state dir."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from reconciler.keys import Key
+from reconciler.sqlite_store import SqliteStateStore
+
+KEYS = 120
+
+
+def key(n: int) -> Key:
+    return Key(f"proj/app{n % 7}", f"sha256:{n:064x}", "estargz")
+
+
+def _work(store: SqliteStateStore, owner: str, markers: Path, deadline: float) -> list[str]:
+    """Lease and finish keys until the queue is empty; a marker file proves exclusive holding."""
+    handled: list[str] = []
+    while time.monotonic() < deadline:
+        leases = store.lease(owner, 2)
+        if not leases:
+            counts = store.counts()
+            if counts.pending == 0 and counts.in_progress == 0:
+                break
+            time.sleep(0.005)
+            continue
+        for lease in leases:
+            marker = markers / str(lease.key).replace("/", "_")
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                (markers.parent / "violations").mkdir(exist_ok=True)
+                (markers.parent / "violations" / marker.name).touch()
+                continue
+            os.close(fd)
+            time.sleep(0.001)
+            marker.unlink()
+            assert store.done(lease)
+            handled.append(str(lease.key))
+    return handled
+
+
+def _process_worker(db: str, owner: str, markers: str, out: str, threads: int) -> None:
+    store = SqliteStateStore(Path(db))
+    results: list[list[str]] = [[] for _ in range(threads)]
+    deadline = time.monotonic() + 30
+
+    def run(slot: int) -> None:
+        results[slot] = _work(store, f"{owner}-{slot}", Path(markers), deadline)
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=40)
+    Path(out).write_text("\n".join(k for handled in results for k in handled))
+
+
+def _fill(store: SqliteStateStore) -> None:
+    for n in range(KEYS):
+        store.add(key(n))
+
+
+def test_many_threads_never_hold_one_key_at_once(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "state.db")
+    _fill(store)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    results: list[list[str]] = [[] for _ in range(8)]
+    deadline = time.monotonic() + 30
+
+    def run(slot: int) -> None:
+        results[slot] = _work(store, f"thread-{slot}", markers, deadline)
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=40)
+    handled = [k for slot in results for k in slot]
+    assert not (tmp_path / "violations").exists()
+    assert sorted(handled) == sorted(str(key(n)) for n in range(KEYS))
+    assert sum(1 for slot in results if slot) > 1
+
+
+def test_two_processes_on_one_state_dir_never_hold_one_key_at_once(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    store = SqliteStateStore(db)
+    _fill(store)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    context = multiprocessing.get_context("spawn")
+    outs = [tmp_path / f"out-{i}" for i in range(2)]
+    processes = [
+        context.Process(
+            target=_process_worker, args=(str(db), f"proc{i}", str(markers), str(out), 3)
+        )
+        for i, out in enumerate(outs)
+    ]
+    for process in processes:
+        process.start()
+    # Keys added while the others work: pending again or dirty, never doubly held.
+    for n in range(0, KEYS, 3):
+        store.add(key(n))
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    handled = [line for out in outs for line in out.read_text().splitlines()]
+    assert not (tmp_path / "violations").exists()
+    assert set(handled) == {str(key(n)) for n in range(KEYS)}
+    assert all(out.read_text() for out in outs)
+    assert store.counts().pending == store.counts().in_progress == 0
+
+
+_VICTIM = """
+import sys, time
+from pathlib import Path
+from reconciler.keys import Key
+from reconciler.sqlite_store import SqliteStateStore
+store = SqliteStateStore(Path(sys.argv[1]), lease_seconds=3600)
+leases = store.lease(sys.argv[2], 3)
+print(len(leases), flush=True)
+time.sleep(60)
+"""
+
+
+def _leases_then_killed(db: Path, owner: str) -> None:
+    victim = subprocess.Popen(
+        [sys.executable, "-c", _VICTIM, str(db), owner],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        assert victim.stdout is not None
+        assert victim.stdout.readline().strip() == "3"
+    finally:
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+
+
+def test_keys_of_a_killed_worker_process_become_pending_again(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "state.db")
+    for n in range(4):
+        store.add(key(n))
+    _leases_then_killed(tmp_path / "state.db", "backfill")
+    assert store.counts().in_progress == 3
+    assert store.release_expired() == 3
+    assert store.counts().pending == 4
+    assert all("stopped without a result" in failing.last_error for failing in store.failing())
+    assert len(store.lease("serve", 10, time.time() + 2)) == 4
+
+
+def test_a_restarted_owner_recovers_what_it_held_before(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "state.db")
+    for n in range(3):
+        store.add(key(n))
+    _leases_then_killed(tmp_path / "state.db", "serve")
+    assert store.recover("other") == 0
+    assert store.recover("serve") == 3
+    assert store.counts().pending == 3
