@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from harbor_api.oci import check_digest
+from harbor_api.oci import Platform, check_digest
 from reconciler.conversion_errors import InvalidImageConfig
 
 _LEGACY_PARENT_FIELDS = ("config", "container_config")
@@ -22,6 +22,13 @@ _LEGACY_PARENT_FIELDS = ("config", "container_config")
 def config_diff_ids(raw: bytes) -> tuple[str, ...]:
     """The `rootfs.diff_ids` of an image config."""
     return tuple(_diff_ids(_load(raw)))
+
+
+def config_platform(raw: bytes) -> Platform | None:
+    """The platform an image config declares, or None when it names no OS and architecture."""
+    data = _load(raw)
+    platform = Platform.from_json(data)
+    return platform if platform.os and platform.architecture else None
 
 
 def rewrite_config(raw: bytes, diff_ids: Sequence[str]) -> bytes:

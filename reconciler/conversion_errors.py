@@ -35,3 +35,7 @@ class NoMatchingPlatform(ConversionRefused):
 
 class InvalidTarget(ConversionRefused):
     """The target tag (original tag + suffix) is not a valid tag."""
+
+
+class UnsupportedFormat(ConversionRefused):
+    """A format name no converter in this acceld writes."""

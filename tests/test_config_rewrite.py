@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.config_rewrite import config_diff_ids, rewrite_config
+from reconciler.config_rewrite import config_diff_ids, config_platform, rewrite_config
 from reconciler.conversion_errors import InvalidImageConfig
 from tests.support.images import image_config, sha256
 
@@ -88,3 +88,9 @@ def test_unknown_fields_survive_any_rewrite(extra: dict[str, Any]) -> None:
     rewritten = json.loads(rewrite_config(json.dumps(original).encode(), NEW))
     for key, value in extra.items():
         assert rewritten[key] == value
+
+
+def test_platform_is_read_from_the_config() -> None:
+    raw = json.dumps(image_config(OLD, "arm64", variant="v8")).encode()
+    assert str(config_platform(raw)) == "linux/arm64/v8"
+    assert config_platform(b'{"rootfs": {"type": "layers", "diff_ids": []}}') is None
