@@ -34,3 +34,8 @@ def main() -> None:
     except OSError as exc:
         click.echo(f"acceld: error: {exc}", err=True)
         sys.exit(1)
+
+
+from reconciler.cmd_convert import convert_command  # noqa: E402
+
+cli.add_command(convert_command)
