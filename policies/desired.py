@@ -12,9 +12,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from harbor_api.oci import (
+    DOCKER_LAYER_FOREIGN,
+    DOCKER_LAYER_GZIP,
     IMAGE_CONFIG_TYPES,
     INDEX_TYPES,
     MANIFEST_TYPES,
+    OCI_LAYER_GZIP,
+    OCI_LAYER_NONDIST_GZIP,
+    OCI_LAYER_NONDIST_TAR,
+    OCI_LAYER_NONDIST_ZSTD,
+    OCI_LAYER_TAR,
+    OCI_LAYER_ZSTD,
     Platform,
 )
 from policies.match import matching_tags, policy_matches, policy_matches_platform
@@ -22,6 +30,18 @@ from policies.model import FormatOptions, Policy
 from policies.observed import ACCELERATION_ANNOTATIONS
 
 HARBOR_IMAGE_TYPE = "IMAGE"
+IMAGE_LAYER_TYPES = frozenset(
+    {
+        OCI_LAYER_TAR,
+        OCI_LAYER_GZIP,
+        OCI_LAYER_ZSTD,
+        OCI_LAYER_NONDIST_TAR,
+        OCI_LAYER_NONDIST_GZIP,
+        OCI_LAYER_NONDIST_ZSTD,
+        DOCKER_LAYER_GZIP,
+        DOCKER_LAYER_FOREIGN,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,8 @@ class Original:
     has_subject: bool = False
     annotations: Mapping[str, str] = field(default_factory=dict)
     harbor_type: str = ""
+    layer_media_types: tuple[str, ...] = ()
+    """Of a manifest's layers, when the manifest was read (a scan may not read it)."""
 
     @property
     def project(self) -> str:
@@ -77,6 +99,13 @@ def is_never_original(original: Original) -> str | None:
         return f"its media type {original.media_type} is not an image manifest or index"
     if original.artifact_type not in IMAGE_CONFIG_TYPES:
         return f"its artifact type {original.artifact_type or '(none)'} is not an image config"
+    for media_type in original.layer_media_types:
+        if media_type not in IMAGE_LAYER_TYPES:
+            # Legacy cosign signatures and attestations have an ordinary image config.
+            return (
+                f"its layer media type {media_type} is not an image layer (a signature, an "
+                "attestation or another artifact)"
+            )
     return None
 
 

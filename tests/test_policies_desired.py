@@ -8,6 +8,7 @@ from harbor_api.oci import (
     DOCKER_MANIFEST,
     OCI_CONFIG,
     OCI_INDEX,
+    OCI_LAYER_GZIP,
     OCI_MANIFEST,
     Platform,
 )
@@ -19,6 +20,7 @@ from policies.observed import SOURCE_DIGEST
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 DIGEST = "sha256:" + "a" * 64
+COSIGN_SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 
 
 def _policies(*items: dict[str, Any]) -> tuple[Policy, ...]:
@@ -116,6 +118,11 @@ def test_images_younger_than_min_age_are_left_alone_until_due() -> None:
             "or index",
         ),
         (
+            {"layer_media_types": (OCI_LAYER_GZIP, COSIGN_SIMPLESIGNING)},
+            f"its layer media type {COSIGN_SIMPLESIGNING} is not an image layer (a signature, an "
+            "attestation or another artifact)",
+        ),
+        (
             {"media_type": OCI_INDEX, "artifact_type": "application/x-bundle"},
             "it is an index of artifact type application/x-bundle, not of images",
         ),
@@ -134,5 +141,10 @@ def test_never_originals_are_named_with_their_reason_and_want_nothing(
     [(OCI_MANIFEST, OCI_CONFIG), (DOCKER_MANIFEST, DOCKER_CONFIG), (OCI_INDEX, "")],
 )
 def test_images_and_indexes_can_be_originals(media_type: str, artifact_type: str) -> None:
-    original = _original(media_type=media_type, artifact_type=artifact_type, harbor_type="IMAGE")
+    original = _original(
+        media_type=media_type,
+        artifact_type=artifact_type,
+        harbor_type="IMAGE",
+        layer_media_types=(OCI_LAYER_GZIP,) if media_type != OCI_INDEX else (),
+    )
     assert is_never_original(original) is None
