@@ -1,0 +1,157 @@
+"""Alert rules and dashboard: promtool's checks and unit tests, a lint of a real /metrics
+scrape, and every metric they query present in that scrape."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from reconciler.http_app import HttpApp
+from reconciler.http_server import HttpServer
+from reconciler.metrics import Metrics
+
+MONITORING = Path(__file__).resolve().parents[1] / "monitoring"
+DASHBOARD = MONITORING / "grafana-dashboard.json"
+ALERTS = MONITORING / "alerts.yml"
+METRIC_NAME = re.compile(r"\bacceld_[a-z_]+")
+
+needs_promtool = pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool is not installed (Debian package prometheus)"
+)
+
+
+def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["promtool", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=MONITORING,
+    )
+
+
+@pytest.fixture(scope="module")
+def scrape() -> Iterator[str]:
+    """/metrics of the real app behind the real server, after some of everything happened."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, formats=("estargz",), policies=("library",), endpoints=("ping",))
+    metrics.conversion_finished("estargz", "success", 12.0, bytes_read=10, bytes_written=9)
+    metrics.layer_cache_lookup("estargz", hit=True)
+    metrics.scan_succeeded("full", 100.0, 160.0)
+    metrics.request_observer()("artifacts_list", "200", 0.02)
+    metrics.queue_retried()
+    app = HttpApp(webhook_secret="s", enqueue=len, readiness=dict, metrics=metrics)
+    server = HttpServer(app, host="127.0.0.1", port=0)
+    server.start()
+    try:
+        answer = requests.get(server.url + "/metrics", timeout=5)
+        answer.raise_for_status()
+        yield answer.text
+    finally:
+        server.stop(grace_seconds=1)
+
+
+def scraped_names(text: str) -> set[str]:
+    return {
+        sample.name for family in text_string_to_metric_families(text) for sample in family.samples
+    }
+
+
+def dashboard_expressions() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text())
+    found = []
+    for panel in dashboard["panels"]:
+        found += [target["expr"] for target in panel.get("targets", [])]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            found.append(variable["definition"])
+    return found
+
+
+def alert_expressions() -> list[str]:
+    rules = yaml.safe_load(ALERTS.read_text())
+    return [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+
+
+@needs_promtool
+def test_alert_rules_pass_promtool_check() -> None:
+    done = promtool("check", "rules", ALERTS.name)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@needs_promtool
+def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
+    done = promtool("test", "rules", "alerts_test.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    tests = yaml.safe_load((MONITORING / "alerts_test.yml").read_text())["tests"]
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for test in tests:
+        for case in test["alert_rule_test"]:
+            (firing if case["exp_alerts"] else quiet).add(case["alertname"])
+    alerts = {
+        rule["alert"]
+        for group in yaml.safe_load(ALERTS.read_text())["groups"]
+        for rule in group["rules"]
+    }
+    assert firing == alerts
+    assert quiet == alerts
+
+
+@needs_promtool
+def test_real_scrape_passes_promtool_check_metrics(scrape: str) -> None:
+    done = promtool("check", "metrics", stdin=scrape)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout + done.stderr == ""
+
+
+@pytest.mark.parametrize("source", ["dashboard", "alerts"])
+def test_every_queried_metric_exists_in_a_real_scrape(scrape: str, source: str) -> None:
+    expressions = dashboard_expressions() if source == "dashboard" else alert_expressions()
+    queried = {name for expr in expressions for name in METRIC_NAME.findall(expr)}
+    assert len(queried) >= 6
+    assert queried - scraped_names(scrape) == set()
+
+
+def test_dashboard_is_a_grafana_dashboard_on_a_prometheus_datasource_variable() -> None:
+    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    assert {"uid", "title", "panels", "schemaVersion", "templating", "time"} <= dashboard.keys()
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    ids = [panel["id"] for panel in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dashboard["panels"]:
+        assert {"x", "y", "w", "h"} <= panel["gridPos"].keys()
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}"
+
+
+def test_dashboard_shows_what_operators_watch() -> None:
+    queried = " ".join(dashboard_expressions())
+    for metric in (
+        "acceld_missing_conversions",
+        "acceld_conversions_total",
+        "acceld_conversion_duration_seconds_bucket",
+        "acceld_queue_depth",
+        "acceld_webhook_requests_total",
+        "acceld_source_requests_total",
+        "acceld_source_request_duration_seconds_bucket",
+    ):
+        assert metric in queried
