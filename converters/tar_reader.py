@@ -140,6 +140,12 @@ class TarReader:
             raise LayerRejected(
                 f"{self._where(name)}: more than {self._limits.max_entries} entries"
             )
+        mtime = raw.mtime
+        pax_mtime = extra.get(b"mtime")
+        if pax_mtime is not None:
+            mtime = self._pax_mtime(pax_mtime, name)
+            if b"." not in pax_mtime:
+                del extra[b"mtime"]
         size = 0 if raw.typeflag in th.HEADER_ONLY_TYPES else raw.size
         try:
             size = int(fields.get(b"size", b"%d" % size))
@@ -156,7 +162,7 @@ class TarReader:
             uid=uid,
             gid=gid,
             size=size if raw.typeflag in th.REGULAR_TYPES else 0,
-            mtime=raw.mtime,
+            mtime=mtime,
             linkname=fields.get(b"linkpath", long_link if long_link is not None else raw.linkname),
             uname=fields.get(b"uname", raw.uname),
             gname=fields.get(b"gname", raw.gname),
@@ -168,6 +174,14 @@ class TarReader:
         self._padding = len(th.padding(size))
         self.current = header
         return header
+
+    def _pax_mtime(self, value: bytes, name: bytes) -> int:
+        """Whole seconds of a PAX mtime; a fractional value also stays as its record."""
+        whole = value.split(b".", 1)[0]
+        try:
+            return int(whole) if whole not in (b"", b"-") else 0
+        except ValueError:
+            raise LayerRejected(f"{self._where(name)}: bad PAX mtime {value!r}") from None
 
     def payload(self) -> Iterator[bytes]:
         """The current entry's payload in pieces of at most 1 MiB."""

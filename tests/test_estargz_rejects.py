@@ -1,0 +1,164 @@
+"""Bad layers give a terminal LayerRejected that says what and where, and leave nothing behind."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from converters.errors import LayerRejected
+from converters.estargz import EstargzOptions, convert_layer
+from converters.limits import LayerLimits
+from harbor_api.errors import AcceldError
+from tests.support.layer_tars import build_tar, compress, every_kind, item
+
+
+def reject(data: bytes, tmp_path: Path, options: EstargzOptions | None = None) -> str:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    with pytest.raises(LayerRejected) as caught:
+        convert_layer(io.BytesIO(data), io.BytesIO(), options or EstargzOptions(), work)
+    assert list(work.iterdir()) == [], "spill files left behind after a rejection"
+    assert isinstance(caught.value, AcceldError)
+    return str(caught.value)
+
+
+def good_tar() -> bytes:
+    return build_tar(every_kind())
+
+
+def test_corrupt_gzip_is_rejected(tmp_path: Path) -> None:
+    data = bytearray(compress(good_tar(), "gzip"))
+    data[len(data) // 2 : len(data) // 2 + 16] = b"\xff" * 16
+    assert "corrupt gzip stream" in reject(bytes(data), tmp_path)
+
+
+def test_truncated_gzip_is_rejected_with_its_offset(tmp_path: Path) -> None:
+    data = compress(good_tar(), "gzip")
+    message = reject(data[: len(data) - 20], tmp_path)
+    assert "truncated gzip stream after" in message
+
+
+def test_corrupt_zstd_is_rejected(tmp_path: Path) -> None:
+    data = bytearray(compress(good_tar(), "zstd"))
+    data[20:40] = b"\x00" * 20
+    assert "zstd" in reject(bytes(data), tmp_path) or "tar" in reject(bytes(data), tmp_path)
+
+
+def test_truncated_zstd_is_rejected_as_a_truncated_tar(tmp_path: Path) -> None:
+    data = compress(good_tar(), "zstd")
+    assert "truncated tar stream" in reject(data[: len(data) // 2], tmp_path)
+
+
+def test_plain_tar_cut_inside_a_payload_names_the_entry(tmp_path: Path) -> None:
+    tar = build_tar([item("first", data=b"a" * 2000), item("second", data=b"b" * 5000)])
+    message = reject(tar[:4000], tmp_path)
+    assert "truncated tar stream" in message
+    assert "'second'" in message
+
+
+def test_tar_without_end_marker_is_truncated(tmp_path: Path) -> None:
+    tar = build_tar([item("only", data=b"x")])
+    assert "end-of-archive" in reject(tar[:1024], tmp_path)
+
+
+@pytest.mark.parametrize("data", [b"", b"hello, this is not a tar archive\n" * 40])
+def test_non_tar_input_is_rejected(tmp_path: Path, data: bytes) -> None:
+    message = reject(data, tmp_path)
+    assert "not a tar stream" in message or "truncated tar stream" in message
+
+
+def test_absolute_path_is_rejected_with_offset(tmp_path: Path) -> None:
+    tar = build_tar([item("ok", data=b"x"), item("/etc/passwd", data=b"root")])
+    message = reject(tar, tmp_path)
+    assert "absolute path '/etc/passwd'" in message
+    assert "offset 1024" in message
+
+
+def test_dot_dot_component_is_rejected(tmp_path: Path) -> None:
+    assert "'..' component" in reject(build_tar([item("a/../../etc/x", data=b"x")]), tmp_path)
+
+
+def test_hardlink_to_a_later_entry_is_rejected(tmp_path: Path) -> None:
+    tar = build_tar([item("link", tarfile.LNKTYPE, link="target"), item("target", data=b"x")])
+    assert "not earlier in the layer" in reject(tar, tmp_path)
+
+
+def test_hardlink_escaping_with_dot_dot_is_rejected(tmp_path: Path) -> None:
+    tar = build_tar([item("link", tarfile.LNKTYPE, link="../etc/shadow")])
+    assert "'..' component" in reject(tar, tmp_path)
+
+
+def test_symlink_cycle_is_rejected_with_its_chain(tmp_path: Path) -> None:
+    tar = build_tar(
+        [
+            item("a", tarfile.SYMTYPE, link="b"),
+            item("b", tarfile.SYMTYPE, link="/c"),
+            item("c", tarfile.SYMTYPE, link="./a"),
+        ]
+    )
+    assert "symlink loop in the layer: 'a' -> 'b' -> 'c'" in reject(tar, tmp_path)
+
+
+def test_symlink_through_its_own_directory_is_a_loop(tmp_path: Path) -> None:
+    tar = build_tar([item("d", tarfile.SYMTYPE, link="d/x")])
+    assert "symlink loop" in reject(tar, tmp_path)
+
+
+def test_gzip_bomb_over_the_ratio_limit_is_rejected(tmp_path: Path) -> None:
+    data = compress(build_tar([item("zeros", data=bytes(8 << 20))]), "gzip")
+    options = EstargzOptions(limits=LayerLimits(max_compression_ratio=50))
+    assert "compression ratio exceeds the limit of 50" in reject(data, tmp_path, options)
+
+
+def test_layer_over_the_size_limit_is_rejected(tmp_path: Path) -> None:
+    noise = bytes((n * 7919 >> 3) % 251 for n in range(1 << 16))
+    data = compress(build_tar([item("big", data=noise * 48)]), "zstd")
+    options = EstargzOptions(limits=LayerLimits(max_uncompressed_size=2 << 20))
+    assert "decompressed size exceeds the limit of 2097152" in reject(data, tmp_path, options)
+
+
+def test_huge_pax_header_is_rejected(tmp_path: Path) -> None:
+    tar = build_tar([item("f", data=b"x", pax={"comment": "c" * (2 << 20)})])
+    message = reject(tar, tmp_path)
+    assert "extended header of" in message
+    assert "exceeds the limit of 1048576 bytes" in message
+
+
+def test_too_many_entries_are_rejected(tmp_path: Path) -> None:
+    tar = build_tar([item(f"f{n}") for n in range(6)])
+    options = EstargzOptions(limits=LayerLimits(max_entries=5))
+    message = reject(tar, tmp_path, options)
+    assert "more than 5 entries" in message
+    assert "'f5'" in message
+
+
+def test_global_pax_header_is_rejected(tmp_path: Path) -> None:
+    out = io.BytesIO()
+    with tarfile.open(
+        fileobj=out, mode="w", format=tarfile.PAX_FORMAT, pax_headers={"comment": "global"}
+    ) as archive:
+        archive.addfile(tarfile.TarInfo("f"), io.BytesIO())
+    assert "global PAX headers are not supported" in reject(out.getvalue(), tmp_path)
+
+
+def test_sparse_file_is_rejected(tmp_path: Path) -> None:
+    tar = build_tar([item("sparse", data=b"x", pax={"GNU.sparse.major": "1"})])
+    assert "sparse files are not supported" in reject(tar, tmp_path)
+
+
+def test_corrupt_header_checksum_names_the_offset(tmp_path: Path) -> None:
+    tar = bytearray(build_tar([item("a", data=b"x"), item("b", data=b"y")]))
+    tar[1024 + 10] ^= 0x55
+    assert "corrupt tar header at offset 1024" in reject(bytes(tar), tmp_path)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"chunk_size": 0}, {"compression_level": 10}, {"workers": 0}],
+)
+def test_invalid_options_are_refused(kwargs: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        EstargzOptions(**kwargs)  # type: ignore[arg-type]
