@@ -66,14 +66,6 @@ def parse_policies(data: object, source_name: str) -> tuple[Policy, ...]:
     return tuple(policies)
 
 
-def _glob(text: str) -> Glob:
-    return Glob.parse(text)
-
-
-def _platform(text: str) -> Platform:
-    return Platform.parse(text)
-
-
 def _parse_policy(item: object) -> Policy:
     fields = Fields(item)
     name = fields.string("name")
@@ -89,9 +81,9 @@ def _parse_policy(item: object) -> Policy:
         enabled=fields.boolean("enabled", True),
         projects=_non_empty(fields, "projects", (Glob.parse("*"),)),
         repositories=_non_empty(fields, "repositories", (Glob.parse("**"),)),
-        tags=fields.each("tags", _glob),
-        exclude_tags=fields.each("exclude_tags", _glob),
-        platforms=fields.each("platforms", _platform),
+        tags=fields.each("tags", Glob.parse),
+        exclude_tags=fields.each("exclude_tags", Glob.parse),
+        platforms=fields.each("platforms", Platform.parse),
         formats=formats,
         format_options=_format_options(fields, formats),
         min_age=fields.duration("min_age", timedelta(0)),
@@ -101,13 +93,10 @@ def _parse_policy(item: object) -> Policy:
 
 
 def _non_empty(fields: Fields, key: str, default: tuple[Glob, ...]) -> tuple[Glob, ...]:
-    if not fields.has(key):
-        fields.strings(key, ())
-        return default
-    globs = fields.each(key, _glob)
-    if not globs:
+    globs = fields.each(key, Glob.parse)
+    if fields.has(key) and not globs:
         raise FieldError(key, f"must not be empty (leave {key} out to match every name)")
-    return globs
+    return globs or default
 
 
 def _formats(fields: Fields) -> tuple[str, ...]:

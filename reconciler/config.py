@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -284,7 +285,7 @@ def _docker_credentials(fields: Fields, path: Path, host: str) -> Credentials:
 
 
 def _seconds(fields: Fields, key: str, default: int, *, positive: bool) -> int:
-    value = int(fields.duration(key, None).total_seconds()) if fields.has(key) else default
+    value = int(fields.duration(key, timedelta(seconds=default)).total_seconds())
     if positive and value <= 0:
         raise FieldError(fields.where(key), "must be longer than 0s")
     return value

@@ -88,6 +88,14 @@ def test_secrets_never_show_in_reprs(tmp_path: Path) -> None:
     assert config.server.webhook_secret.reveal() == "hook-value-123"
 
 
+def test_an_empty_value_takes_the_default(tmp_path: Path) -> None:
+    text = HARBOR + "scan:\n  full_interval:\n  safety_margin: 0\nworkers:\n"
+    config = load_config(_write(tmp_path, text), {})
+    assert config.scan.full_interval_seconds == 6 * 3600
+    assert config.scan.safety_margin_seconds == 0
+    assert config.workers == 2
+
+
 def test_a_registry_source_with_plain_http_and_password_env(tmp_path: Path) -> None:
     text = """\
 source:
