@@ -39,3 +39,9 @@ def main() -> None:
 from reconciler.cmd_convert import convert_command  # noqa: E402
 
 cli.add_command(convert_command)
+from reconciler.cmd_status import status_command  # noqa: E402
+
+cli.add_command(status_command)
+from reconciler.cmd_retry import retry_command  # noqa: E402
+
+cli.add_command(retry_command)
