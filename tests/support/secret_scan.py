@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 MIN_SECRET_LENGTH = 6
+_EXEC_WAIT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,12 @@ def command_line(pid: int) -> list[str]:
     The environment is deliberately not read: it is the channel secrets are allowed to take
     (along with files), and only the process owner can see it.
     """
+    # A process caught in the middle of exec shows an empty command line for a moment.
+    deadline = time.monotonic() + _EXEC_WAIT_SECONDS
     raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    while not raw and time.monotonic() < deadline:
+        time.sleep(0.01)
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     return [arg.decode("utf-8", "replace") for arg in raw.split(b"\0") if arg]
 
 
