@@ -1,0 +1,68 @@
+"""The clients a loaded config builds reach real servers with the configured credentials."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harbor_api.errors import Unauthorized
+from reconciler.config import HarborSource, RegistrySource, load_config
+from tests.support.harbor_emulator import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    RunningHarbor,
+    start_harbor_emulator,
+)
+from tests.support.images import push_image
+from tests.support.registry_server import RunningRegistry
+
+
+@pytest.fixture
+def harbor(registry: RunningRegistry) -> Iterator[RunningHarbor]:
+    running = start_harbor_emulator(registry.url)
+    yield running
+    running.stop()
+
+
+def _harbor_config(tmp_path: Path, url: str, password: str) -> Path:
+    (tmp_path / "admin.secret").write_text(password + "\n")
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"source:\n  kind: harbor\n  url: {url}\n  username: {ADMIN}\n"
+        "  password_file: admin.secret\npolicies: []\n"
+    )
+    return path
+
+
+def test_harbor_source_clients_use_the_robot_secret_from_its_file(
+    tmp_path: Path, harbor: RunningHarbor
+) -> None:
+    source = load_config(_harbor_config(tmp_path, harbor.url, ADMIN_PASSWORD), {}).source
+    assert isinstance(source, HarborSource)
+    assert source.tls.plain_http
+    assert source.harbor_client().systeminfo().harbor_version
+    source.registry_client().ping()
+
+
+def test_harbor_source_with_a_wrong_secret_is_refused(
+    tmp_path: Path, harbor: RunningHarbor
+) -> None:
+    source = load_config(_harbor_config(tmp_path, harbor.url, "wrong"), {}).source
+    assert isinstance(source, HarborSource)
+    with pytest.raises(Unauthorized):
+        source.harbor_client().systeminfo()
+
+
+def test_registry_source_client_lists_the_plain_http_registry(
+    tmp_path: Path, registry: RunningRegistry
+) -> None:
+    push_image(registry.url, "configsrc/app", "v1")
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"source:\n  kind: registry\n  url: {registry.host}\n  plain_http: true\npolicies: []\n"
+    )
+    source = load_config(path, {}).source
+    assert isinstance(source, RegistrySource)
+    client = source.registry_client()
+    assert "configsrc/app" in list(client.catalog())
+    assert list(client.list_tags("configsrc/app")) == ["v1"]
