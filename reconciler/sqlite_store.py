@@ -106,17 +106,23 @@ class SqliteStateStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
+                self._conn.execute("BEGIN IMMEDIATE")
                 yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StateError(f"{self.path}: {exc}") from exc
                 raise
-            self._conn.execute("COMMIT")
 
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StateError(f"{self.path}: {exc}") from exc
 
     # The queue.
 
@@ -226,7 +232,7 @@ class SqliteStateStore:
             (due, attempts, error[:_MAX_ERROR_CHARS], name),
         )
 
-    def done(self, lease: Lease, now: float | None = None) -> bool:
+    def done(self, lease: Lease) -> bool:
         with self._write() as conn:
             row = self._held(conn, lease)
             if row is None:

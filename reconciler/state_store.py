@@ -125,7 +125,7 @@ class StateStore(Protocol):
     def renew(self, owner: str, now: float | None = None) -> int:
         """Extend every lease `owner` holds in this process; the number renewed."""
 
-    def done(self, lease: Lease, now: float | None = None) -> bool:
+    def done(self, lease: Lease) -> bool:
         """The key is reconciled. False when the lease had been lost (nothing changed)."""
 
     def retry_later(self, lease: Lease, error: str, now: float | None = None) -> bool:

@@ -54,7 +54,7 @@ def test_a_leased_key_is_not_leased_again_until_done(store: SqliteStateStore) ->
     store.add(key(1), T0)
     assert store.lease("b", 1, T0 + 1) == []
     assert store.counts().in_progress == 1
-    assert store.done(lease, T0 + 2)
+    assert store.done(lease)
     assert [again.owner for again in store.lease("b", 1, T0 + 2)] == ["b"]
 
 
@@ -63,7 +63,7 @@ def test_a_key_added_while_leased_is_pending_again_after_done(store: SqliteState
     (lease,) = store.lease("w", 1, T0)
     store.add(key(1), T0 + 40)
     store.add(key(1), T0 + 30)
-    assert store.done(lease, T0 + 5)
+    assert store.done(lease)
     assert store.counts().pending == 1
     assert store.next_due() == T0 + 30
 
@@ -71,7 +71,7 @@ def test_a_key_added_while_leased_is_pending_again_after_done(store: SqliteState
 def test_done_without_a_new_add_removes_the_key(store: SqliteStateStore) -> None:
     store.add(key(1), T0)
     (lease,) = store.lease("w", 1, T0)
-    assert store.done(lease, T0 + 1)
+    assert store.done(lease)
     assert store.counts().pending == store.counts().in_progress == 0
     assert store.next_due() is None
 
@@ -115,7 +115,7 @@ def test_success_resets_the_failure_count(store: SqliteStateStore) -> None:
     store.retry_later(lease, "boom", T0)
     (lease,) = store.lease("w", 1, T0 + 10)
     assert lease.attempts == 1
-    assert store.done(lease, T0 + 10)
+    assert store.done(lease)
     store.add(key(1), T0 + 20)
     (lease,) = store.lease("w", 1, T0 + 20)
     assert lease.attempts == 0
@@ -205,7 +205,7 @@ def test_retry_all_moves_quarantined_and_backing_off_keys_only(store: SqliteStat
     first, second, third, fourth = store.lease("w", 4, T0)
     store.quarantine(first, "bad", T0)
     store.retry_later(second, "503", T0)
-    store.done(third, T0)
+    store.done(third)
     assert store.retry_all(T0 + 1) == 2
     assert store.counts().pending == 2
     assert store.counts().in_progress == 1
@@ -229,7 +229,7 @@ def test_forget_on_a_leased_key_keeps_the_lease_but_clears_the_dirty_mark(
     store.add(key(1), T0)
     assert store.lease("other", 1, T0) == []
     store.forget(key(1))
-    assert store.done(lease, T0)
+    assert store.done(lease)
     assert store.counts().pending == 0
 
 
@@ -239,7 +239,7 @@ def test_a_worker_that_lost_its_lease_changes_nothing(store: SqliteStateStore) -
     assert store.lease("b", 1, T0 + 61) == []
     (fresh,) = store.lease("b", 1, T0 + 7300)
     assert fresh.key == stale.key
-    assert not store.done(stale, T0 + 7300)
+    assert not store.done(stale)
     assert not store.retry_later(stale, "late", T0 + 7300)
     assert not store.quarantine(stale, "late", T0 + 7300)
     assert not store.requeue_after(stale, 1, T0 + 7300)
@@ -252,7 +252,7 @@ def test_renewed_leases_outlive_their_first_expiry(store: SqliteStateStore) -> N
     assert store.renew("w", T0 + 50) == 1
     assert store.renew("someone-else", T0 + 50) == 0
     assert store.release_expired(T0 + 100) == 0
-    assert store.done(lease, T0 + 100)
+    assert store.done(lease)
 
 
 def test_an_expired_lease_makes_the_key_pending_counting_a_failure(
