@@ -389,6 +389,8 @@ class HarborClient:
             message = f"Harbor refused {who}{scope}: {hint}"
         elif isinstance(exc, Denied) and permission:
             message = f"{who} lacks the permission {permission}{scope} in Harbor"
+            if exc.message:
+                message += f" (Harbor said: {exc.message})"
         elif isinstance(exc, NotFound) and project and exc.message.lower().startswith("project"):
             message = f"project {project!r} does not exist in Harbor at {self.url}"
         elif isinstance(exc, ValidationFailed):
