@@ -29,6 +29,7 @@ from reconciler.state_store import (
     CachedLayer,
     FailingKey,
     InProgress,
+    KeyState,
     Lease,
     Missing,
     QuarantinedKey,
@@ -367,6 +368,12 @@ class SqliteStateStore:
                 "state = 'quarantined' OR (state = 'pending' AND attempts > 0)",
                 (at,),
             ).rowcount
+
+    def key_state(self, key: Key) -> KeyState | None:
+        rows = self._read(
+            "SELECT state, due_at, attempts, last_error FROM queue WHERE key = ?", (str(key),)
+        )
+        return KeyState(key, *rows[0]) if rows else None
 
     def next_due(self) -> float | None:
         """When the earliest pending key is due, None when nothing is pending."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol
 
 from harbor_api.errors import AcceldError
 from harbor_api.oci import Descriptor
@@ -43,6 +43,19 @@ class QueueCounts:
     """Waiting keys, including those backing off after a failure."""
     in_progress: int
     quarantined: int
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """Where one key stands in the queue."""
+
+    key: Key
+    state: Literal["pending", "leased", "quarantined"]
+    due_at: float
+    """When a pending key comes due (meaningless for the other states)."""
+    attempts: int
+    last_error: str
+    """The last transient error, or the quarantine reason."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +167,9 @@ class StateStore(Protocol):
 
     def retry_all(self, now: float | None = None) -> int:
         """`retry` every quarantined or backing-off key; the number moved."""
+
+    def key_state(self, key: Key) -> KeyState | None:
+        """The queue row of `key`; None when the key is not queued (done, forgotten, never)."""
 
     def next_due(self) -> float | None:
         """When the earliest pending key is due, None when nothing is pending."""

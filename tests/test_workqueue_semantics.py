@@ -288,3 +288,17 @@ def test_in_progress_shows_owner_start_and_reconcile_id(store: SqliteStateStore)
     )
     assert shown.reconcile_id == lease.reconcile_id
     assert shown.pid > 0
+
+
+def test_key_state_tells_where_a_key_stands(store: SqliteStateStore) -> None:
+    assert store.key_state(key(1)) is None
+    store.add(key(1), T0)
+    pending = store.key_state(key(1))
+    assert pending is not None
+    assert (pending.state, pending.due_at, pending.attempts) == ("pending", T0, 0)
+    (lease,) = store.lease("w", 1, T0)
+    assert getattr(store.key_state(key(1)), "state", None) == "leased"
+    store.quarantine(lease, "bad layer", T0)
+    parked = store.key_state(key(1))
+    assert parked is not None
+    assert (parked.state, parked.attempts, parked.last_error) == ("quarantined", 1, "bad layer")
