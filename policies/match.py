@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from itertools import combinations
 
 from harbor_api.oci import Platform
-from policies.glob import any_match, may_overlap
+from policies.glob import Glob, any_match, may_overlap
 from policies.model import Policy
 
 
@@ -44,12 +45,25 @@ def policy_matches_platform(policy: Policy, platform: Platform | None) -> bool:
 def policies_may_overlap(a: Policy, b: Policy) -> bool:
     """Whether some repository might be covered by both policies.
 
-    Conservative: only project and repository patterns are compared, pairwise with
-    `policies.glob.may_overlap`, and the policies count as overlapping unless every project
-    pair or every repository pair is proven disjoint. Tags never separate two policies (one
-    image can carry tags matching each), and neither do platforms (an index is converted as a
-    whole under one tag suffix).
+    A repository `r` of project `p` covered by a policy matches one of its repository globs
+    and, since `p` is the first segment of `r`, one of its project globs followed by `/**`.
+    A repository covered by both policies would match all four globs at once, so every pair of
+    them must overlap (`policies.glob.may_overlap`); the policies count as overlapping unless
+    that is disproved for each combination. This is conservative: it may report a conflict
+    between policies that never meet, never the reverse. Tags do not separate policies (one
+    image can carry tags matching each), nor do platforms (an index is converted as a whole).
     """
-    projects = any(may_overlap(x, y) for x in a.projects for y in b.projects)
-    repositories = any(may_overlap(x, y) for x in a.repositories for y in b.repositories)
-    return projects and repositories
+    return any(
+        all(may_overlap(x, y) for x, y in combinations((*scope_a, *scope_b), 2))
+        for scope_a in _scopes(a)
+        for scope_b in _scopes(b)
+    )
+
+
+def _scopes(policy: Policy) -> list[tuple[Glob, Glob]]:
+    """(project glob as a repository glob, repository glob) pairs of a policy."""
+    return [
+        (Glob.parse(f"{project.pattern}/**"), repository)
+        for project in policy.projects
+        for repository in policy.repositories
+    ]

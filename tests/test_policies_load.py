@@ -212,6 +212,12 @@ def test_disjoint_or_disabled_policies_may_differ_in_options() -> None:
         [
             {"name": "lib", "formats": ["estargz"], "repositories": ["library/**"]},
             {
+                "name": "team",
+                "formats": ["estargz"],
+                "projects": ["team"],
+                "options": {"estargz": {"compression_level": 3}},
+            },
+            {
                 "name": "web",
                 "formats": ["estargz"],
                 "repositories": ["web/**"],
@@ -226,7 +232,7 @@ def test_disjoint_or_disabled_policies_may_differ_in_options() -> None:
         ],
         "config.yaml",
     )
-    assert [p.name for p in policies] == ["lib", "web", "old"]
+    assert [p.name for p in policies] == ["lib", "team", "web", "old"]
 
 
 def test_overlapping_policies_with_equal_options_load() -> None:
