@@ -29,7 +29,7 @@ _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)$")
 
 def parse_duration(value: object) -> timedelta:
     """A duration from config; raises ValueError saying what was expected."""
-    if value == 0 and not isinstance(value, bool):
+    if value in (0, "0") and not isinstance(value, bool):
         return timedelta(0)
     text = value.strip() if isinstance(value, str) else None
     if text is None or not _DURATION.match(text):
@@ -40,7 +40,7 @@ def parse_duration(value: object) -> timedelta:
 
 def parse_size(value: object) -> int:
     """A size in bytes from config; raises ValueError saying what was expected."""
-    if value == 0 and not isinstance(value, bool):
+    if value in (0, "0") and not isinstance(value, bool):
         return 0
     match = _SIZE.match(value.strip()) if isinstance(value, str) else None
     if match is None:
