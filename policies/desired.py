@@ -23,6 +23,8 @@ from harbor_api.oci import (
     OCI_LAYER_NONDIST_ZSTD,
     OCI_LAYER_TAR,
     OCI_LAYER_ZSTD,
+    Index,
+    Manifest,
     Platform,
 )
 from policies.match import matching_tags, policy_matches, policy_matches_platform
@@ -69,6 +71,37 @@ class Original:
     @property
     def project(self) -> str:
         return self.repository.split("/", 1)[0]
+
+
+def original_of(
+    repository: str,
+    digest: str,
+    content: Manifest | Index,
+    *,
+    tags: tuple[str, ...],
+    push_time: datetime,
+    platform: Platform | None = None,
+    harbor_type: str = "",
+) -> Original:
+    """The `Original` of a manifest or index that was read from the registry."""
+    if isinstance(content, Manifest):
+        artifact_type = content.effective_artifact_type
+        layer_media_types = tuple(layer.media_type for layer in content.layers)
+    else:
+        artifact_type, layer_media_types = content.artifact_type, ()
+    return Original(
+        repository=repository,
+        digest=digest,
+        media_type=content.media_type,
+        artifact_type=artifact_type,
+        tags=tags,
+        push_time=push_time,
+        platform=platform,
+        has_subject=content.subject is not None,
+        annotations=content.annotations,
+        harbor_type=harbor_type,
+        layer_media_types=layer_media_types,
+    )
 
 
 @dataclass(frozen=True)

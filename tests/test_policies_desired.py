@@ -6,13 +6,25 @@ import pytest
 from harbor_api.oci import (
     DOCKER_CONFIG,
     DOCKER_MANIFEST,
+    EMPTY_JSON_DIGEST,
     OCI_CONFIG,
+    OCI_EMPTY,
     OCI_INDEX,
     OCI_LAYER_GZIP,
     OCI_MANIFEST,
+    Descriptor,
+    Index,
+    Manifest,
     Platform,
 )
-from policies.desired import FormatWanted, Original, desired_formats, is_never_original, next_due
+from policies.desired import (
+    FormatWanted,
+    Original,
+    desired_formats,
+    is_never_original,
+    next_due,
+    original_of,
+)
 from policies.load import parse_policies
 from policies.match import policy_matches, policy_matches_project
 from policies.model import FormatOptions, Policy
@@ -148,3 +160,42 @@ def test_images_and_indexes_can_be_originals(media_type: str, artifact_type: str
         layer_media_types=(OCI_LAYER_GZIP,) if media_type != OCI_INDEX else (),
     )
     assert is_never_original(original) is None
+
+
+def test_original_of_a_signature_manifest_is_never_an_original() -> None:
+    image = Descriptor(OCI_MANIFEST, DIGEST, 500)
+    signature = Manifest(
+        Descriptor(OCI_EMPTY, EMPTY_JSON_DIGEST, 2),
+        (Descriptor("application/vnd.dev.cosign.simplesigning.v1+json", DIGEST, 10),),
+        subject=image,
+        artifact_type="application/vnd.dev.cosign.artifact.sig.v1+json",
+    )
+    original = original_of("library/nginx", DIGEST, signature, tags=(), push_time=NOW)
+    assert original.has_subject
+    assert original.artifact_type == "application/vnd.dev.cosign.artifact.sig.v1+json"
+    assert is_never_original(original) is not None
+
+
+def test_original_of_an_image_and_an_index_carries_what_matching_needs() -> None:
+    image = Manifest(Descriptor(OCI_CONFIG, DIGEST, 2), (Descriptor(OCI_LAYER_GZIP, DIGEST, 10),))
+    original = original_of(
+        "library/nginx",
+        DIGEST,
+        image,
+        tags=("v1",),
+        push_time=NOW,
+        platform=Platform("linux", "amd64"),
+    )
+    assert original.artifact_type == OCI_CONFIG
+    assert original.layer_media_types == (OCI_LAYER_GZIP,)
+    assert original.platform == Platform("linux", "amd64")
+    assert is_never_original(original) is None
+    index = original_of(
+        "library/nginx",
+        DIGEST,
+        Index((Descriptor(OCI_MANIFEST, DIGEST, 5),)),
+        tags=("v1",),
+        push_time=NOW,
+    )
+    assert (index.media_type, index.artifact_type) == (OCI_INDEX, "")
+    assert is_never_original(index) is None
