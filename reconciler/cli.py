@@ -48,3 +48,15 @@ cli.add_command(retry_command)
 from reconciler.cmd_harbor import harbor_group  # noqa: E402
 
 cli.add_command(harbor_group)
+from reconciler.cmd_plan import plan_command  # noqa: E402
+
+cli.add_command(plan_command)
+from reconciler.cmd_backfill import backfill_command  # noqa: E402
+
+cli.add_command(backfill_command)
+from reconciler.cmd_check import check_command  # noqa: E402
+
+cli.add_command(check_command)
+from reconciler.cmd_serve import serve_command  # noqa: E402
+
+cli.add_command(serve_command)

@@ -1,0 +1,39 @@
+"""`acceld serve`: run the daemon until SIGTERM."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from reconciler.config import config_path, load_config
+from reconciler.daemon import Daemon
+from reconciler.logs import configure_logging
+
+
+@click.command("serve")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Config file (default: $ACCELD_CONFIG, else /etc/acceld/config.yaml).",
+)
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option(
+    "--grace-seconds",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="How long running conversions may finish after SIGTERM.",
+)
+def serve_command(config_file: Path | None, log_format: str, grace_seconds: float) -> None:
+    """Serve webhooks, scan on a schedule and convert what is missing."""
+    configure_logging("json" if log_format == "json" else "text")
+    path = config_path(config_file)
+    daemon = Daemon(load_config(path), config_path=path, grace_seconds=grace_seconds)
+    daemon.install_signal_handlers()
+    daemon.start()
+    sys.exit(daemon.run())

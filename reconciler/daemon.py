@@ -1,0 +1,354 @@
+"""`acceld serve`: the webhook server, the scheduled scans and the worker threads in one process.
+
+Webhooks and scans only enqueue keys; worker threads lease keys from the persistent queue and
+run the reconcile step. SIGTERM stops intake, lets running conversions finish within a grace
+period and gives the rest back to the queue; SIGHUP reloads the config and keeps the old one if
+the new one is broken. Under systemd the process speaks sd_notify (READY, STATUS, WATCHDOG,
+RELOADING, STOPPING).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import CollectorRegistry
+
+from harbor_api.errors import AcceldError
+from harbor_api.webhook_events import ArtifactEvent
+from policies.glob import any_match
+from policies.match import matching_tags, policy_matches_project
+from policies.model import Policy
+from reconciler import sd_notify
+from reconciler.config import Config, load_config
+from reconciler.http_app import HttpApp
+from reconciler.http_server import HttpServer, ServerLimits, ServerTls
+from reconciler.keys import Key
+from reconciler.logs import register_secret
+from reconciler.policy_fingerprint import policy_fingerprint
+from reconciler.reconcile import Reconciler
+from reconciler.runtime import Runtime, build_source, open_runtime, owner_id
+from reconciler.scan import FULL, INCREMENTAL, scan
+from reconciler.state_store import Lease
+from reconciler.worker import work
+from reconciler.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+# The source counts as reachable while its last successful call is younger than this.
+REACHABLE_WINDOW_SECONDS = 300.0
+PROBE_INTERVAL_SECONDS = 60
+
+
+def formats_for_event(policies: tuple[Policy, ...], event: ArtifactEvent) -> dict[str, str]:
+    """format → policy fingerprint, for the formats some enabled policy may want of the image.
+
+    Generous on purpose: a tag filter is only applied when the event names a tag, and the
+    reconcile step re-reads the artifact and decides for real.
+    """
+    wanted: dict[str, str] = {}
+    for policy in policies:
+        if not (
+            policy.enabled
+            and policy_matches_project(policy, event.project)
+            and any_match(policy.repositories, event.repository)
+        ):
+            continue
+        if event.tag is not None and not matching_tags(policy, (event.tag,)):
+            continue
+        for fmt in policy.formats:
+            wanted.setdefault(fmt, policy_fingerprint(policies, fmt))
+    return wanted
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None,
+        registry: CollectorRegistry | None = None,
+        grace_seconds: float = 30.0,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.grace_seconds = grace_seconds
+        self.runtime: Runtime = open_runtime(config, registry)
+        self.metrics = self.runtime.metrics
+        self.queue = WorkQueue(self.runtime.store, owner_id("serve"))
+        self._reconciler: Reconciler = self.runtime.reconciler()
+        self._stopping = threading.Event()
+        self._terminate = threading.Event()
+        self._reload = threading.Event()
+        self._lock = threading.Lock()
+        self._current: dict[str, Lease] = {}
+        self._workers: list[threading.Thread] = []
+        self._last_source_ok = 0.0
+        self._scan_lock = threading.Lock()
+        self.scheduler = BackgroundScheduler(timezone=UTC)
+        secret = config.server.webhook_secret
+        self.app = HttpApp(
+            webhook_secret=secret.reveal() if secret is not None else None,
+            enqueue=self.enqueue_events,
+            readiness=self.readiness,
+            metrics=self.metrics,
+            max_body_bytes=config.server.max_body_bytes,
+        )
+        tls = (
+            ServerTls(config.server.tls_cert, config.server.tls_key)
+            if config.server.tls_cert is not None and config.server.tls_key is not None
+            else None
+        )
+        self.http = HttpServer(
+            self.app,
+            host=config.server.listen_host,
+            port=config.server.listen_port,
+            tls=tls,
+            limits=ServerLimits(
+                max_request_body_bytes=max(config.server.max_body_bytes * 2, 1 << 20)
+            ),
+        )
+
+    # --- intake -------------------------------------------------------------------------
+
+    def enqueue_events(self, events: tuple[ArtifactEvent, ...]) -> int:
+        policies = self.config.policies
+        added = 0
+        for event in events:
+            if event.kind == "deleted":
+                for fmt in {f for p in policies for f in p.formats}:
+                    self.runtime.store.forget(Key(event.repository, event.digest, fmt))
+                continue
+            for fmt, fingerprint in formats_for_event(policies, event).items():
+                self.queue.add(Key(event.repository, event.digest, fmt), None, fingerprint)
+                added += 1
+        return added
+
+    def run_scan(self, kind: str) -> None:
+        """A scheduled scan: enqueue what is missing. Never converts."""
+        if not self._scan_lock.acquire(blocking=False):
+            log.info("event=scan_skipped scan=%s reason=%r", kind, "another scan is running")
+            return
+        try:
+            self._scan(kind)
+        except AcceldError as exc:
+            log.error("event=scan_failed scan=%s error=%r", kind, str(exc))
+        finally:
+            self._scan_lock.release()
+
+    def _scan(self, kind: str) -> None:
+        store = self.runtime.store
+        since: datetime | None = None
+        if kind == INCREMENTAL:
+            marks = [m for m in (store.last_scan(FULL), store.last_scan(INCREMENTAL)) if m]
+            starts = [m.last_success_started_at for m in marks if m.last_success_started_at]
+            if not starts:
+                kind = FULL
+            else:
+                margin = timedelta(seconds=self.config.scan.safety_margin_seconds)
+                since = datetime.fromtimestamp(max(starts), UTC) - margin
+        policies = self.config.policies
+        store.scan_started(kind, time.time())
+        report = scan(
+            self.runtime.source,
+            policies,
+            self.runtime.formats,
+            kind=kind,
+            pushed_since=since,
+            on_missing=lambda item: self.queue.add(
+                Key(item.repository, item.digest, item.format),
+                None,
+                policy_fingerprint(policies, item.format),
+            ),
+        )
+        self._last_source_ok = time.time()
+        missing = report.plan.missing_by_policy_format(policies)
+        store.scan_finished(kind, report.started_at, report.finished_at, missing)
+        if kind == FULL:
+            self.metrics.set_missing_conversions(missing)
+        self.metrics.scan_succeeded(kind, report.started_at, report.finished_at)
+
+    def probe_source(self) -> None:
+        try:
+            self.runtime.source.registry.ping()
+        except AcceldError as exc:
+            log.warning("event=source_unreachable error=%r", str(exc))
+        else:
+            self._last_source_ok = time.time()
+
+    # --- workers ------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        name = threading.current_thread().name
+        while not self._stopping.is_set():
+            lease = self.queue.get(timeout=1.0)
+            if lease is None:
+                continue
+            with self._lock:
+                self._current[name] = lease
+                reconciler = self._reconciler
+            try:
+                work(lease, reconciler, self.runtime.store, self.metrics)
+            finally:
+                with self._lock:
+                    self._current.pop(name, None)
+
+    # --- health -------------------------------------------------------------------------
+
+    def readiness(self) -> Mapping[str, bool]:
+        try:
+            self.runtime.store.counts()
+            store_ok = True
+        except AcceldError:
+            store_ok = False
+        return {
+            "state_store": store_ok,
+            "source_reachable": time.time() - self._last_source_ok < REACHABLE_WINDOW_SECONDS,
+            "scheduler": bool(self.scheduler.running),
+        }
+
+    def healthy(self) -> bool:
+        return bool(self.scheduler.running) and all(t.is_alive() for t in self._workers)
+
+    def _refresh_status(self) -> None:
+        counts = self.runtime.store.counts()
+        self.metrics.set_queue_depth(
+            pending=counts.pending, in_progress=counts.in_progress, quarantined=counts.quarantined
+        )
+        sd_notify.status(
+            f"queue: {counts.pending} pending, {counts.in_progress} in progress, "
+            f"{counts.quarantined} quarantined"
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        secret = self.config.server.webhook_secret
+        if secret is not None:
+            register_secret(secret.reveal())
+        self.queue.start()
+        self.http.start()
+        scan_config = self.config.scan
+        now = datetime.now(UTC)
+        self.scheduler.add_job(
+            self.run_scan,
+            "interval",
+            args=[FULL],
+            id="full-scan",
+            seconds=scan_config.full_interval_seconds,
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(60, scan_config.full_interval_seconds // 2),
+            jitter=min(60, max(1, scan_config.full_interval_seconds // 20)),
+        )
+        self.scheduler.add_job(
+            self.run_scan,
+            "interval",
+            args=[INCREMENTAL],
+            id="incremental-scan",
+            seconds=scan_config.incremental_interval_seconds,
+            next_run_time=now + timedelta(seconds=scan_config.incremental_interval_seconds),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(10, scan_config.incremental_interval_seconds // 2),
+            jitter=min(10, max(1, scan_config.incremental_interval_seconds // 20)),
+        )
+        self.scheduler.add_job(
+            self.probe_source,
+            "interval",
+            id="probe",
+            seconds=PROBE_INTERVAL_SECONDS,
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+        )
+        self.scheduler.start()
+        self._workers = [
+            threading.Thread(target=self._worker, name=f"worker-{n}", daemon=True)
+            for n in range(self.config.workers)
+        ]
+        for thread in self._workers:
+            thread.start()
+        log.info("event=serving url=%s workers=%d", self.http.url, self.config.workers)
+        sd_notify.ready("serving")
+
+    def request_stop(self) -> None:
+        self._terminate.set()
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    def install_signal_handlers(self) -> None:
+        def on_term(signum: int, frame: FrameType | None) -> None:
+            self.request_stop()
+
+        def on_hup(signum: int, frame: FrameType | None) -> None:
+            self.request_reload()
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    def run(self) -> int:
+        """The main loop until SIGTERM; returns the exit status."""
+        interval = sd_notify.watchdog_interval()
+        tick = min(5.0, interval / 2) if interval else 5.0
+        while not self._terminate.wait(tick * random.uniform(0.9, 1.0)):
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            self._refresh_status()
+            if self.healthy():
+                sd_notify.watchdog()
+            else:
+                log.error(
+                    "event=unhealthy scheduler=%s workers_alive=%d",
+                    self.scheduler.running,
+                    sum(t.is_alive() for t in self._workers),
+                )
+        self.shutdown()
+        return 0
+
+    def reload(self) -> None:
+        sd_notify.reloading()
+        try:
+            config = load_config(self.config_path)
+        except AcceldError as exc:
+            log.error("event=reload_failed error=%r keeping=%s", str(exc), "the running config")
+            sd_notify.ready("reload failed; running with the previous config")
+            return
+        with self._lock:
+            self.config = config
+            self.runtime.config = config
+            self.runtime.source = build_source(config, self.metrics)
+            self._reconciler = self.runtime.reconciler()
+        self.metrics.set_policies(p.name for p in config.policies if p.enabled)
+        log.info("event=reloaded policies=%d", len(config.policies))
+        sd_notify.ready("serving")
+
+    def shutdown(self) -> None:
+        sd_notify.stopping()
+        log.info("event=stopping grace_seconds=%.0f", self.grace_seconds)
+        self.http.stop()
+        self.scheduler.shutdown(wait=False)
+        self._stopping.set()
+        self.queue.shut_down()
+        deadline = time.monotonic() + self.grace_seconds
+        for thread in self._workers:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            unfinished = list(self._current.values())
+        for lease in unfinished:
+            self.runtime.store.release(lease)
+            log.warning("event=released key=%s reason=%r", lease.key, "grace period over")
+        self.runtime.close()
+        log.info("event=stopped")

@@ -1,0 +1,81 @@
+"""The parts every long or one-shot command shares, built from one config."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from policies.model import SUPPORTED_FORMATS
+from reconciler.config import Config, HarborSource
+from reconciler.disk_budget import DiskBudget
+from reconciler.metrics import Metrics
+from reconciler.observed_formats import ReferrerFormats
+from reconciler.reconcile import Reconciler
+from reconciler.sources import HarborSource as HarborOriginals
+from reconciler.sources import RegistrySource as RegistryOriginals
+from reconciler.sources import Source
+from reconciler.sqlite_store import SqliteStateStore, state_db_path
+
+
+def owner_id(role: str) -> str:
+    """Who holds a lease: unique per process start, readable in `acceld status`."""
+    return f"{role}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def open_store(config: Config) -> SqliteStateStore:
+    return SqliteStateStore(state_db_path(config.state_dir, must_exist=False))
+
+
+def build_source(config: Config, metrics: Metrics | None) -> Source:
+    observer = metrics.request_observer() if metrics is not None else None
+    if isinstance(config.source, HarborSource):
+        return HarborOriginals(
+            config.source.harbor_client(observer), config.source.registry_client(observer)
+        )
+    return RegistryOriginals(config.source.registry_client(observer))
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: SqliteStateStore
+    metrics: Metrics
+    source: Source
+    formats: ReferrerFormats
+    budget: DiskBudget
+
+    def reconciler(self) -> Reconciler:
+        return Reconciler(
+            self.source,
+            self.config.policies,
+            self.formats,
+            self.store,
+            work_dir=self.config.work_dir,
+            budget=self.budget,
+            limits=self.config.limits,
+        )
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def open_runtime(config: Config, registry: CollectorRegistry | None = None) -> Runtime:
+    metrics = Metrics(
+        registry if registry is not None else CollectorRegistry(),
+        formats=SUPPORTED_FORMATS,
+        policies=[p.name for p in config.policies if p.enabled],
+    )
+    store = open_store(config)
+    source = build_source(config, metrics)
+    return Runtime(
+        config=config,
+        store=store,
+        metrics=metrics,
+        source=source,
+        formats=ReferrerFormats(source.registry, store),
+        budget=DiskBudget(config.work_dir_budget_bytes),
+    )
