@@ -157,11 +157,13 @@ def retrying(policy: RetryPolicy, what: str) -> tenacity.Retrying:
         exc = state.outcome.exception() if state.outcome else None
         sleep = state.next_action.sleep if state.next_action else 0.0
         log.warning(
-            "event=retry request=%r attempt=%d wait_seconds=%.2f error=%r",
-            what,
-            state.attempt_number,
-            sleep,
-            str(exc),
+            "retrying request",
+            extra={
+                "request": what,
+                "attempt": state.attempt_number,
+                "wait_seconds": round(sleep, 2),
+                "error": str(exc),
+            },
         )
 
     return tenacity.Retrying(

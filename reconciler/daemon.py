@@ -135,12 +135,12 @@ class Daemon:
     def run_scan(self, kind: str) -> None:
         """A scheduled scan: enqueue what is missing. Never converts."""
         if not self._scan_lock.acquire(blocking=False):
-            log.info("event=scan_skipped scan=%s reason=%r", kind, "another scan is running")
+            log.info("scan skipped", extra={"scan": kind, "reason": "another scan is running"})
             return
         try:
             self._scan(kind)
         except AcceldError as exc:
-            log.error("event=scan_failed scan=%s error=%r", kind, str(exc))
+            log.error("scan failed", extra={"scan": kind, "error": str(exc)})
         finally:
             self._scan_lock.release()
 
@@ -180,7 +180,7 @@ class Daemon:
         try:
             self.runtime.source.registry.ping()
         except AcceldError as exc:
-            log.warning("event=source_unreachable error=%r", str(exc))
+            log.warning("source unreachable", extra={"error": str(exc)})
         else:
             self._last_source_ok = time.time()
 
@@ -278,7 +278,7 @@ class Daemon:
         ]
         for thread in self._workers:
             thread.start()
-        log.info("event=serving url=%s workers=%d", self.http.url, self.config.workers)
+        log.info("serving", extra={"url": self.http.url, "workers": self.config.workers})
         sd_notify.ready("serving")
 
     def request_stop(self) -> None:
@@ -311,9 +311,11 @@ class Daemon:
                 sd_notify.watchdog()
             else:
                 log.error(
-                    "event=unhealthy scheduler=%s workers_alive=%d",
-                    self.scheduler.running,
-                    sum(t.is_alive() for t in self._workers),
+                    "unhealthy: no watchdog ping",
+                    extra={
+                        "scheduler_running": self.scheduler.running,
+                        "workers_alive": sum(t.is_alive() for t in self._workers),
+                    },
                 )
         self.shutdown()
         return 0
@@ -323,7 +325,7 @@ class Daemon:
         try:
             config = load_config(self.config_path)
         except AcceldError as exc:
-            log.error("event=reload_failed error=%r keeping=%s", str(exc), "the running config")
+            log.error("reload failed; keeping the running config", extra={"error": str(exc)})
             sd_notify.ready("reload failed; running with the previous config")
             return
         with self._lock:
@@ -332,12 +334,12 @@ class Daemon:
             self.runtime.source = build_source(config, self.metrics)
             self._reconciler = self.runtime.reconciler()
         self.metrics.set_policies(p.name for p in config.policies if p.enabled)
-        log.info("event=reloaded policies=%d", len(config.policies))
+        log.info("reloaded", extra={"policies": len(config.policies)})
         sd_notify.ready("serving")
 
     def shutdown(self) -> None:
         sd_notify.stopping()
-        log.info("event=stopping grace_seconds=%.0f", self.grace_seconds)
+        log.info("stopping", extra={"grace_seconds": self.grace_seconds})
         self.http.stop()
         self.scheduler.shutdown(wait=False)
         self._stopping.set()
@@ -349,6 +351,9 @@ class Daemon:
             unfinished = list(self._current.values())
         for lease in unfinished:
             self.runtime.store.release(lease)
-            log.warning("event=released key=%s reason=%r", lease.key, "grace period over")
+            log.warning(
+                "released unfinished key",
+                extra={"key": str(lease.key), "reason": "grace period over"},
+            )
         self.runtime.close()
-        log.info("event=stopped")
+        log.info("stopped")

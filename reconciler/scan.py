@@ -86,26 +86,27 @@ def scan(
                 )
                 for item in found:
                     log.info(
-                        "event=missing scan=%s key=%s@%s#%s policies=%s",
-                        kind,
-                        item.repository,
-                        item.digest,
-                        item.format,
-                        ",".join(item.policies),
+                        "missing",
+                        extra={
+                            "scan": kind,
+                            "key": f"{item.repository}@{item.digest}#{item.format}",
+                            "policies": ",".join(item.policies),
+                        },
                     )
                     if on_missing is not None:
                         on_missing(item)
                 items.extend(found)
     finished = now()
     log.info(
-        "event=scan_finished scan=%s projects=%d repositories=%d candidates=%d missing=%d "
-        "seconds=%.2f",
-        kind,
-        projects,
-        repositories,
-        candidates,
-        len(items),
-        finished - started,
+        "scan finished",
+        extra={
+            "scan": kind,
+            "projects": projects,
+            "repositories": repositories,
+            "candidates": candidates,
+            "missing": len(items),
+            "seconds": round(finished - started, 3),
+        },
     )
     return ScanReport(
         kind, Plan(tuple(items)), projects, repositories, candidates, started, finished

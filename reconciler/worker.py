@@ -32,7 +32,7 @@ def work(lease: Lease, reconciler: Reconciler, store: StateStore, metrics: Metri
     key = lease.key
     started = time.monotonic()
     with log_context(reconcile_id=lease.reconcile_id, key=str(key)):
-        log.info("event=reconcile_started attempts=%d", lease.attempts)
+        log.info("reconcile started", extra={"attempts": lease.attempts})
         try:
             outcome = reconciler.reconcile(key)
         except Exception as exc:  # every failure must leave the key in the queue
@@ -41,7 +41,8 @@ def work(lease: Lease, reconciler: Reconciler, store: StateStore, metrics: Metri
         if outcome.kind == "wait" and outcome.requeue_after is not None:
             kept = store.requeue_after(lease, outcome.requeue_after)
             log.info(
-                "event=reconcile_wait reason=%r seconds=%.0f", outcome.reason, outcome.requeue_after
+                "waiting",
+                extra={"reason": outcome.reason, "seconds": round(outcome.requeue_after)},
             )
             return Worked(lease, "wait" if kept else "lost", outcome, seconds=seconds)
         kept = store.done(lease)
@@ -58,15 +59,17 @@ def work(lease: Lease, reconciler: Reconciler, store: StateStore, metrics: Metri
                 bytes_written=result.bytes_uploaded,
             )
             log.info(
-                "event=converted converted=%s tags=%s seconds=%.2f bytes_read=%d bytes_written=%d",
-                result.converted.digest,
-                ",".join(result.tags),
-                seconds,
-                result.bytes_downloaded,
-                result.bytes_uploaded,
+                "converted",
+                extra={
+                    "converted": result.converted.digest,
+                    "tags": ",".join(result.tags),
+                    "seconds": round(seconds, 3),
+                    "bytes_read": result.bytes_downloaded,
+                    "bytes_written": result.bytes_uploaded,
+                },
             )
         else:
-            log.info("event=reconciled outcome=%s reason=%r", outcome.kind, outcome.reason)
+            log.info("reconciled", extra={"outcome": outcome.kind, "reason": outcome.reason})
         return Worked(lease, "done" if kept else "lost", outcome, seconds=seconds)
 
 
@@ -78,12 +81,12 @@ def _failed(
     if is_terminal(exc):
         kept = store.quarantine(lease, reason)
         metrics.conversion_finished(fmt, "terminal", seconds)
-        log.error("event=quarantined reason=%r", reason)
+        log.error("quarantined", extra={"reason": reason})
         return Worked(lease, "quarantined" if kept else "lost", error=reason, seconds=seconds)
     if not is_transient(exc):
-        log.exception("event=reconcile_bug error=%r", reason)
+        log.exception("reconcile failed unexpectedly", extra={"error": reason})
     else:
-        log.warning("event=reconcile_failed attempts=%d error=%r", lease.attempts + 1, reason)
+        log.warning("reconcile failed", extra={"attempts": lease.attempts + 1, "error": reason})
     kept = store.retry_later(lease, reason)
     metrics.queue_retried()
     metrics.conversion_finished(fmt, "error", seconds)
