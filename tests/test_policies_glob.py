@@ -1,7 +1,7 @@
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies.glob import Glob, GlobError, may_overlap
@@ -14,17 +14,20 @@ pattern = (
 )
 
 
+@settings(deadline=None)
 @given(segment)
 def test_star_matches_any_single_segment(text: str) -> None:
     assert Glob.parse("*").matches(text)
 
 
+@settings(deadline=None)
 @given(st.lists(segment, min_size=2, max_size=4).map("/".join))
 def test_star_never_crosses_a_slash_but_double_star_does(text: str) -> None:
     assert not Glob.parse("*").matches(text)
     assert Glob.parse("**").matches(text)
 
 
+@settings(deadline=None)
 @given(st.lists(segment, min_size=0, max_size=3), segment)
 def test_double_star_slash_matches_zero_or_more_whole_segments(
     middle: list[str], last: str
@@ -34,6 +37,7 @@ def test_double_star_slash_matches_zero_or_more_whole_segments(
     assert Glob.parse(f"**/{last}").matches("/".join([*middle, last]))
 
 
+@settings(deadline=None)
 @given(name)
 def test_a_name_without_wildcards_matches_exactly_itself(text: str) -> None:
     glob = Glob.parse(text)
@@ -42,6 +46,7 @@ def test_a_name_without_wildcards_matches_exactly_itself(text: str) -> None:
     assert not glob.matches("x" + text)
 
 
+@settings(deadline=None)
 @given(pattern, name)
 def test_glob_agrees_with_an_independent_segment_aware_regex(p: str, text: str) -> None:
     expected = _reference_regex(p)

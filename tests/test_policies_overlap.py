@@ -39,7 +39,7 @@ segment = st.text(alphabet="ab", min_size=1, max_size=3)
 repository = st.lists(segment, min_size=2, max_size=3).map("/".join)
 
 
-@settings(max_examples=500)
+@settings(max_examples=300, deadline=None)
 @given(st.data(), st.text(alphabet="ab/", min_size=1, max_size=8))
 def test_globs_sharing_a_match_always_overlap(data: st.DataObject, text: str) -> None:
     first = Glob.parse(data.draw(glob_matching(text)))
@@ -50,7 +50,7 @@ def test_globs_sharing_a_match_always_overlap(data: st.DataObject, text: str) ->
     assert may_overlap(second, first)
 
 
-@settings(max_examples=300)
+@settings(max_examples=200, deadline=None)
 @given(st.data(), repository)
 def test_policies_covering_one_repository_always_overlap(data: st.DataObject, repo: str) -> None:
     a = data.draw(policy_covering(repo, "a"))

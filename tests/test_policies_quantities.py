@@ -1,12 +1,13 @@
 from datetime import timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policies.quantities import parse_duration, parse_size
 
 
+@settings(deadline=None)
 @given(st.integers(0, 99), st.integers(0, 99), st.integers(0, 99), st.integers(0, 99))
 def test_duration_parts_add_up(days: int, hours: int, minutes: int, seconds: int) -> None:
     text = f"{days}d{hours}h{minutes}m{seconds}s"
