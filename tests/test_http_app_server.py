@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
@@ -17,11 +18,11 @@ import requests
 from harbor_api.errors import AcceldError
 from reconciler.http_server import HttpServer, ServerLimits, ServerTls, ServerTlsError
 
-if TYPE_CHECKING := False:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
 
-def slow_app(release: threading.Event) -> object:
+def slow_app(release: threading.Event) -> WSGIApplication:
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         if environ["PATH_INFO"] == "/slow":
             release.wait(10)
@@ -56,7 +57,7 @@ def release() -> Iterator[threading.Event]:
 def test_https_serves_the_app_with_the_given_certificate(
     certificate: ServerTls, release: threading.Event
 ) -> None:
-    server = HttpServer(slow_app(release), host="127.0.0.1", port=0, tls=certificate)  # type: ignore[arg-type]
+    server = HttpServer(slow_app(release), host="127.0.0.1", port=0, tls=certificate)
     server.start()
     try:
         assert server.url.startswith("https://127.0.0.1:")
@@ -77,7 +78,7 @@ def test_silent_client_does_not_block_other_tls_clients(
     certificate: ServerTls, release: threading.Event
 ) -> None:
     limits = ServerLimits(handshake_seconds=1.0)
-    server = HttpServer(slow_app(release), host="127.0.0.1", port=0, tls=certificate, limits=limits)  # type: ignore[arg-type]
+    server = HttpServer(slow_app(release), host="127.0.0.1", port=0, tls=certificate, limits=limits)
     server.start()
     try:
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as silent:
@@ -96,7 +97,7 @@ def test_stop_refuses_new_connections_and_lets_the_request_in_flight_finish(
     certificate: ServerTls, release: threading.Event, tls: bool
 ) -> None:
     server = HttpServer(
-        slow_app(release),  # type: ignore[arg-type]
+        slow_app(release),
         host="127.0.0.1",
         port=0,
         tls=certificate if tls else None,
@@ -125,7 +126,7 @@ def test_stop_refuses_new_connections_and_lets_the_request_in_flight_finish(
 def test_stop_returns_within_the_grace_period_when_a_request_hangs(
     release: threading.Event,
 ) -> None:
-    server = HttpServer(slow_app(release), host="127.0.0.1", port=0)  # type: ignore[arg-type]
+    server = HttpServer(slow_app(release), host="127.0.0.1", port=0)
     server.start()
     url = server.url
     outcome: list[str] = []
@@ -150,10 +151,10 @@ def test_stop_returns_within_the_grace_period_when_a_request_hangs(
 def test_unusable_certificate_is_a_clear_error(tmp_path: Path, certificate: ServerTls) -> None:
     missing = ServerTls(cert_file=tmp_path / "none.pem", key_file=tmp_path / "none.key")
     with pytest.raises(ServerTlsError, match=r"none\.pem with key .*none\.key: No such file"):
-        HttpServer(slow_app(threading.Event()), host="127.0.0.1", port=0, tls=missing).start()  # type: ignore[arg-type]
+        HttpServer(slow_app(threading.Event()), host="127.0.0.1", port=0, tls=missing).start()
     swapped = ServerTls(cert_file=certificate.key_file, key_file=certificate.cert_file)
     with pytest.raises(ServerTlsError, match="TLS certificate"):
-        HttpServer(slow_app(threading.Event()), host="127.0.0.1", port=0, tls=swapped).start()  # type: ignore[arg-type]
+        HttpServer(slow_app(threading.Event()), host="127.0.0.1", port=0, tls=swapped).start()
 
 
 def test_port_in_use_is_a_clear_error(release: threading.Event) -> None:
@@ -162,7 +163,7 @@ def test_port_in_use_is_a_clear_error(release: threading.Event) -> None:
         taken.listen(1)
         port = taken.getsockname()[1]
         with pytest.raises(AcceldError, match=f"cannot listen on 127.0.0.1:{port}"):
-            HttpServer(slow_app(release), host="127.0.0.1", port=port).start()  # type: ignore[arg-type]
+            HttpServer(slow_app(release), host="127.0.0.1", port=port).start()
 
 
 def test_tls_context_refuses_old_protocol_versions(certificate: ServerTls) -> None:
