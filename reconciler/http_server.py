@@ -89,7 +89,7 @@ class HttpServer:
         self._requested_port = port
         self._tls = tls
         self._limits = limits
-        self._listener: socket.socket | None = None
+        self._bound_port: int | None = None
         self._waitress: Any = None
         self._threads: list[threading.Thread] = []
         self._front: _TlsFront | None = None
@@ -97,9 +97,9 @@ class HttpServer:
 
     @property
     def port(self) -> int:
-        if self._listener is None:
-            raise RuntimeError("the server is not started")
-        return int(self._listener.getsockname()[1])
+        if self._bound_port is None:
+            raise RuntimeError("the server was never started")
+        return self._bound_port
 
     @property
     def url(self) -> str:
@@ -109,15 +109,16 @@ class HttpServer:
 
     def start(self) -> None:
         context = self._tls.context() if self._tls else None
-        self._listener = _listen(self._host, self._requested_port)
+        listener = _listen(self._host, self._requested_port)
+        self._bound_port = int(listener.getsockname()[1])
         if context is None:
-            backend = self._listener
+            backend = listener
         else:
             self._private_dir = Path(tempfile.mkdtemp(prefix="acceld-http-"))
             backend_path = self._private_dir / "http.sock"
             backend = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             backend.bind(str(backend_path))
-            self._front = _TlsFront(self._listener, context, backend_path, self._limits)
+            self._front = _TlsFront(listener, context, backend_path, self._limits)
         self._waitress = create_server(
             self._app,
             sockets=[backend],
@@ -143,7 +144,6 @@ class HttpServer:
             wasyncore.dispatcher.close(server)
             closed.set()
 
-        url = self.url
         if self._front is not None:
             self._front.close()
         server.trigger.pull_trigger(close_listener)
@@ -157,7 +157,7 @@ class HttpServer:
         if self._private_dir is not None:
             shutil.rmtree(self._private_dir, ignore_errors=True)
         self._waitress = None
-        log.info("Stopped listening", extra={"url": url})
+        log.info("Stopped listening", extra={"url": self.url})
 
 
 def _busy(server: Any) -> bool:
