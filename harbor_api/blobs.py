@@ -374,7 +374,10 @@ class BlobTransfer:
                 idempotent=True,
             )
         except NotFound:
-            log.warning("event=upload_restart repository=%s reason=%r", repository, str(cause))
+            log.warning(
+                "upload session gone, restarting the upload",
+                extra={"repository": repository, "error": str(cause)},
+            )
             return self._start_upload(repository), 0
         response.close()
         end = range_end(response.headers.get("Range"))
@@ -385,7 +388,8 @@ class BlobTransfer:
             self._cancel(repository, location)
             location = self._start_upload(repository)
         log.warning(
-            "event=upload_resume repository=%s offset=%d reason=%r", repository, offset, str(cause)
+            "resuming interrupted upload",
+            extra={"repository": repository, "offset": offset, "error": str(cause)},
         )
         return location, offset
 
@@ -399,7 +403,10 @@ class BlobTransfer:
                 ok=(204, 404),
             ).close()
         except RegistryError as exc:
-            log.info("event=upload_cancel_failed repository=%s error=%r", repository, str(exc))
+            log.info(
+                "could not cancel upload session",
+                extra={"repository": repository, "error": str(exc)},
+            )
 
 
 def _prepare_source(source: Path | bytes, digest: str, size: int) -> _UploadSource:

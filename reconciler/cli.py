@@ -60,3 +60,6 @@ cli.add_command(check_command)
 from reconciler.cmd_serve import serve_command  # noqa: E402
 
 cli.add_command(serve_command)
+from reconciler.cmd_inspect import inspect_command  # noqa: E402
+
+cli.add_command(inspect_command)
