@@ -16,9 +16,8 @@ import yaml
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
+from tests.conftest import SWAGGER
 from tests.support.harbor_emulator import Exchange, RunningHarbor, start_harbor_emulator
-
-SWAGGER = Path(__file__).resolve().parents[3] / "shared" / "harbor" / "swagger.yaml"
 
 
 @dataclass(frozen=True)
