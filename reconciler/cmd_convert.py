@@ -108,7 +108,7 @@ def convert_command(
         credentials=resolve_credentials(ref.registry),
         tls=TlsOptions(plain_http=plain_http, insecure=insecure),
     )
-    progress = _TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
+    progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
     with _state(state_dir) as store, _work_dir(work_dir) as work:
         try:
             result = convert_image(
@@ -150,7 +150,7 @@ def _work_dir(work_dir: Path | None) -> Iterator[Path]:
         yield Path(scratch)
 
 
-class _TerminalProgress:
+class TerminalProgress:
     """One status line on a terminal, rewritten in place."""
 
     def __init__(self, stream: IO[str]) -> None:

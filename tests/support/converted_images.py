@@ -11,10 +11,13 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import requests
+import zstandard
 
+from tests.support.estargz_reader import EstargzBlob, layer_tree, read_estargz
 from tests.support.registry_log import WRITE_METHODS, parse_access_log
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -96,10 +99,46 @@ def write_count(log_text: str, repository: str) -> int:
     )
 
 
+def download_blob(base_url: str, repository: str, digest: str, path: Path) -> Path:
+    """Stream a blob to `path`, checking its digest."""
+    hasher = hashlib.sha256()
+    with (
+        requests.get(
+            f"{base_url}/v2/{repository}/blobs/{digest}", stream=True, timeout=120
+        ) as answer,
+        path.open("wb") as out,
+    ):
+        answer.raise_for_status()
+        for chunk in answer.iter_content(1 << 20):
+            hasher.update(chunk)
+            out.write(chunk)
+    assert "sha256:" + hasher.hexdigest() == digest
+    return path
+
+
+def open_uncompressed(path: Path, media_type: str) -> BinaryIO:
+    """The tar stream of a source layer blob, whatever its compression."""
+    if media_type.endswith("+zstd"):
+        return zstandard.ZstdDecompressor().stream_reader(path.open("rb"), closefd=True)  # type: ignore[no-any-return]
+    if media_type.endswith("gzip"):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
+
+
 def check_converted_manifest(
-    base_url: str, repository: str, digest: str, original: Pulled, driver_version: str
-) -> list[bytes]:
-    """Check one converted image manifest; returns its layers' uncompressed tar streams."""
+    base_url: str,
+    repository: str,
+    digest: str,
+    original: Pulled,
+    driver_version: str,
+    scratch: Path,
+) -> list[EstargzBlob]:
+    """Check one converted image manifest against its original, layer by layer.
+
+    Each converted layer is read back with the independent eStargz reader (TOC digest,
+    uncompressed size, chunk digests, landmarks) and its tree compared with the source layer's.
+    Blobs are streamed through `scratch`, never held in memory.
+    """
     converted = pull_manifest(base_url, repository, digest)
     manifest = converted.json
     assert converted.media_type == OCI_MANIFEST
@@ -113,14 +152,22 @@ def check_converted_manifest(
     original_layers = original.json["layers"]
     assert len(manifest["layers"]) == len(original_layers)
     assert len(config["rootfs"]["diff_ids"]) == len(original_layers)
-    tars = []
-    for i, layer in enumerate(manifest["layers"]):
+    blobs = []
+    for i, (layer, source) in enumerate(zip(manifest["layers"], original_layers, strict=True)):
         assert layer["mediaType"] == OCI_LAYER_GZIP
-        blob = pull_blob(base_url, repository, layer["digest"])
-        assert len(blob) == layer["size"]
-        tar = gzip.decompress(blob)
-        assert config["rootfs"]["diff_ids"][i] == sha256(tar)
-        assert int(layer["annotations"][UNCOMPRESSED_SIZE]) == len(tar)
-        assert re.fullmatch(r"sha256:[0-9a-f]{64}", layer["annotations"][TOC_DIGEST])
-        tars.append(tar)
-    return tars
+        path = download_blob(base_url, repository, layer["digest"], scratch / "converted")
+        assert path.stat().st_size == layer["size"]
+        blob = read_estargz(
+            path,
+            toc_digest=layer["annotations"][TOC_DIGEST],
+            uncompressed_size=int(layer["annotations"][UNCOMPRESSED_SIZE]),
+        )
+        assert config["rootfs"]["diff_ids"][i] == blob.diff_id
+        source_path = download_blob(base_url, repository, source["digest"], scratch / "source")
+        with open_uncompressed(source_path, source["mediaType"]) as stream:
+            source_tree, _ = layer_tree(stream)
+        assert blob.tree == source_tree
+        blobs.append(blob)
+        path.unlink()
+        source_path.unlink()
+    return blobs

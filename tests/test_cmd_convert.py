@@ -1,0 +1,201 @@
+"""`acceld convert` against the real registry: what it pushes, what it prints, how it fails."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from reconciler.cli import cli
+from reconciler.cmd_convert import TerminalProgress
+from reconciler.layer_conversion import LayerProgress
+from tests.support.auth_registries import start_basic_registry
+from tests.support.converted_images import pull_manifest
+from tests.support.images import push_artifact, push_image, push_index
+from tests.support.registry_server import RunningRegistry
+from tests.support.secret_scan import find_secrets
+
+
+def _convert(*args: str, env: dict[str, str] | None = None) -> Any:
+    result = CliRunner().invoke(cli, ["convert", *args], env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_json_output_tells_what_was_pushed_and_the_state_dir_cache_is_reused(
+    registry: RunningRegistry, tmp_path: Path
+) -> None:
+    push_image(registry.url, "cmd/app", "v1")
+    args = [
+        f"{registry.host}/cmd/app:v1",
+        "--plain-http",
+        "--output",
+        "json",
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--work-dir",
+        str(tmp_path / "work"),
+    ]
+
+    first = json.loads(_convert(*args))
+    second = json.loads(_convert(*args))
+
+    assert first["tags"] == ["v1-esgz"]
+    assert pull_manifest(registry.url, "cmd/app", "v1-esgz").digest == first["converted"]["digest"]
+    assert first["original"]["digest"] == pull_manifest(registry.url, "cmd/app", "v1").digest
+    assert first["pushed"] is True
+    layers = first["manifests"][0]["layers"]
+    assert [layer["cached"] for layer in layers] == [False, False]
+    assert first["bytes_uploaded"] >= sum(layer["size"] for layer in layers)
+    assert second["converted"]["digest"] == first["converted"]["digest"]
+    assert second["pushed"] is False
+    assert second["bytes_uploaded"] == 0
+    assert [layer["cached"] for layer in second["manifests"][0]["layers"]] == [True, True]
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_text_output_names_the_tag_and_every_layer(registry: RunningRegistry) -> None:
+    pushed = push_image(registry.url, "cmd/text", "v2")
+
+    output = _convert(f"{registry.host}/cmd/text:v2", "--plain-http", "--tag-suffix", "-lazy")
+
+    assert f"{registry.host}/cmd/text@{pushed.digest}" in output
+    assert f"-> tag {registry.host}/cmd/text:v2-lazy" in output
+    for digest in pushed.layer_digests:
+        assert digest[:19] in output
+    assert pull_manifest(registry.url, "cmd/text", "v2-lazy").media_type.endswith(
+        "manifest.v1+json"
+    )
+
+
+def test_platform_option_converts_only_those_platforms(registry: RunningRegistry) -> None:
+    push_index(registry.url, "cmd/multi", "v1", ["linux/amd64", "linux/arm64/v8"])
+
+    out = json.loads(
+        _convert(
+            f"{registry.host}/cmd/multi:v1",
+            "--plain-http",
+            "--platform",
+            "linux/arm64",
+            "--output",
+            "json",
+        )
+    )
+
+    assert [m["platform"] for m in out["manifests"]] == ["linux/arm64/v8"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["no-host/repo:v1"], "is not a registry host"),
+        (["127.0.0.1:1/repo:v1", "--platform", "linux"], "expected OS/ARCH[/VARIANT]"),
+        (["127.0.0.1:1/repo:v1", "--format", "nydus"], "Invalid value for '--format': 'nydus'"),
+    ],
+)
+def test_bad_arguments_are_usage_errors(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(cli, ["convert", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def _acceld(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["acceld", "convert", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_refusals_and_registry_errors_are_one_line_without_traceback(
+    registry: RunningRegistry,
+) -> None:
+    chart = push_artifact(
+        registry.url,
+        "cmd/chart",
+        "1.0.0",
+        "application/vnd.cncf.helm.config.v1+json",
+        "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+        b"chart",
+    )
+
+    refused = _acceld(f"{registry.host}/cmd/chart:1.0.0", "--plain-http")
+    missing = _acceld(f"{registry.host}/cmd/chart:nope", "--plain-http")
+
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"acceld: error: cmd/chart@{chart.digest}: config media type "
+        "'application/vnd.cncf.helm.config.v1+json' is not an image config (artifact type "
+        "'application/vnd.cncf.helm.config.v1+json'); only container images are converted\n"
+    )
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("acceld: error: GET ")
+    assert "HTTP 404" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+PASSWORD = "s3cret-Pa55-for-acceld"
+
+
+@pytest.fixture(scope="module")
+def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRegistry]:
+    running = start_basic_registry(tmp_path_factory.mktemp("auth"), {"builder": PASSWORD})
+    yield running
+    running.stop()
+
+
+def test_credentials_come_from_the_environment_and_never_show(
+    auth_registry: RunningRegistry, tmp_path: Path
+) -> None:
+    session = requests.Session()
+    session.auth = ("builder", PASSWORD)
+    push_image(auth_registry.url, "cmd/private", "v1", session=session)
+    password_file = tmp_path / "password"
+    password_file.write_text(PASSWORD + "\n")
+    env = {
+        "ACCELD_REGISTRY_USERNAME": "builder",
+        "ACCELD_REGISTRY_PASSWORD_FILE": str(password_file),
+        "DOCKER_CONFIG": str(tmp_path / "no-docker-config"),
+    }
+
+    anonymous = _acceld(
+        f"{auth_registry.host}/cmd/private:v1",
+        "--plain-http",
+        env={"DOCKER_CONFIG": str(tmp_path / "none")},
+    )
+    done = _acceld(
+        f"{auth_registry.host}/cmd/private:v1", "--plain-http", "--output", "json", env=env
+    )
+
+    assert anonymous.returncode == 1
+    assert "HTTP 401" in anonymous.stderr
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tags"] == ["v1-esgz"]
+    outputs = {"stdout": done.stdout, "stderr": done.stderr, "refused": anonymous.stderr}
+    assert find_secrets(outputs, [PASSWORD]) == []
+
+
+def test_terminal_progress_rewrites_one_line_and_clears_it() -> None:
+    stream = io.StringIO()
+    progress = TerminalProgress(stream)
+    digest = "sha256:" + "ab" * 32
+    progress(LayerProgress("linux/arm64", 0, 2, digest, 3 << 20, "converting"))
+    progress(LayerProgress("linux/arm64", 1, 2, digest, 10, "cached"))
+    progress.clear()
+
+    text = stream.getvalue()
+    assert "\rlinux/arm64 layer 1/2 sha256:abababababab (3.0 MiB): converting" in text
+    assert "layer 2/2 sha256:abababababab (10 B): cached" in text
+    assert "\n" not in text
+    assert text.endswith("\r")
