@@ -59,7 +59,7 @@ def layer_members(registry: RunningRegistry, bad: BadImage) -> list[tarfile.TarI
 def rejection(registry: RunningRegistry, bad: BadImage, tmp_path: Path, **limits: int) -> str:
     """What the eStargz converter says about the image's last layer, as stored."""
     source = io.BytesIO(blob(registry, bad.image.repository, bad.image.layer_digests[-1]))
-    options = EstargzOptions(workers=1, limits=LayerLimits(**limits))  # type: ignore[arg-type]
+    options = EstargzOptions(workers=1, limits=LayerLimits(**limits))
     with pytest.raises(LayerRejected) as caught:
         convert_layer(source, io.BytesIO(), options, tmp_path)
     return str(caught.value)

@@ -97,7 +97,7 @@ LOWER = "abcdefghijklmnopqrstuvwxyz0123456789"
 names = st.text(LOWER + "._-", min_size=1, max_size=12)
 digests = st.binary(min_size=32, max_size=32).map(lambda raw: "sha256:" + raw.hex())
 tags = st.text(LOWER + "ABCXYZ_.-", min_size=1, max_size=30)
-operators = st.text(st.characters(max_codepoint=0x2FF, exclude_categories=("Cs",)), max_size=20)
+operators = st.text(st.characters(max_codepoint=0x2FF), max_size=20)
 
 
 def default_payload(

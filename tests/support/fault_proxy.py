@@ -167,8 +167,8 @@ class FaultProxy:
     def host(self) -> str:
         if self._server is None:
             raise RuntimeError("fault proxy is not running")
-        address = self._server.server_address
-        return f"{address[0]}:{address[1]}"
+        host, port = self._server.socket.getsockname()[:2]
+        return f"{host}:{port}"
 
     @property
     def url(self) -> str:
@@ -297,8 +297,8 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
-        self.timeout = self.server.proxy._timeout
         super().setup()
+        self.connection.settimeout(self.server.proxy._timeout)
         # headers and body go out in separate writes: without this, Nagle's algorithm and
         # delayed ACKs add 40 ms to every small answer
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
