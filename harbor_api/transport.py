@@ -131,7 +131,7 @@ class _RetryAfterWait(tenacity.wait.wait_base):
 
     def __init__(self, policy: RetryPolicy) -> None:
         self._backoff = tenacity.wait_exponential_jitter(
-            initial=policy.initial_wait, max=policy.max_wait
+            multiplier=policy.initial_wait, max=policy.max_wait
         )
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:

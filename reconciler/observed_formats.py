@@ -40,8 +40,18 @@ class ReferrerFormats:
             return {self._accessory_format(repository, accessory) for accessory in accessories}
         found: set[str | None] = set()
         for descriptor in self._registry.referrers(repository, digest):
+            cached = self._store.classification_get(descriptor.digest)
+            if cached is not MISSING:
+                found.add(cached)
+                continue
             cheap = classify_annotations(descriptor.annotations)
-            found.add(cheap if cheap is not None else self.classify(repository, descriptor.digest))
+            if cheap is None:
+                found.add(self.classify(repository, descriptor.digest))
+            else:
+                # The descriptor carries the manifest's own annotations: remember the answer
+                # so that Harbor's accessory list (which has none) needs no manifest read.
+                self._store.classification_put(descriptor.digest, cheap)
+                found.add(cheap)
         return found
 
     def classify(self, repository: str, digest: str) -> str | None:
@@ -60,6 +70,10 @@ class ReferrerFormats:
             fmt = classify_index(content, self._child_formats(repository, content))
         self._store.classification_put(digest, fmt)
         return fmt
+
+    def remember(self, digest: str, fmt: str) -> None:
+        """Record the format of a manifest acceld itself just pushed."""
+        self._store.classification_put(digest, fmt)
 
     def _accessory_format(self, repository: str, accessory: Accessory) -> str | None:
         if accessory.type == "accelerator.nydus":

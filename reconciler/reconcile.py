@@ -109,6 +109,9 @@ class Reconciler:
         if key.format in self.formats.observed(key.repository, key.digest):
             return Outcome("present", f"a {key.format} referrer exists")
         result = self._convert(key, want)
+        self.formats.remember(result.converted.digest, key.format)
+        for manifest in result.manifests:
+            self.formats.remember(manifest.digest, key.format)
         if result.converted.digest not in {
             d.digest for d in self.source.registry.referrers(key.repository, key.digest)
         }:

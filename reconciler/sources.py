@@ -17,9 +17,9 @@ from typing import Protocol
 from harbor_api.errors import NotFound
 from harbor_api.harbor import HarborClient
 from harbor_api.harbor_models import Accessory, Artifact
-from harbor_api.oci import Manifest
+from harbor_api.oci import INDEX_TYPES
 from harbor_api.registry import FetchedManifest, RegistryClient
-from policies.desired import Original
+from policies.desired import Original, original_of
 
 # A plain registry gives no push time; for it `min_age` counts from the epoch.
 UNKNOWN_PUSH_TIME = datetime(1970, 1, 1, tzinfo=UTC)
@@ -54,37 +54,18 @@ class Source(Protocol):
         """The original `repository@digest` as it is now; None when it is gone."""
 
 
-def original_from_manifest(
-    repository: str,
-    fetched: FetchedManifest,
-    tags: tuple[str, ...],
-    push_time: datetime,
-    harbor_type: str = "",
-) -> Original:
-    content = fetched.content
-    if isinstance(content, Manifest):
-        artifact_type = content.effective_artifact_type
-    else:
-        artifact_type = content.artifact_type
-    return Original(
-        repository=repository,
-        digest=fetched.digest,
-        media_type=fetched.media_type,
-        artifact_type=artifact_type,
-        tags=tags,
-        push_time=push_time,
-        has_subject=content.subject is not None,
-        annotations=dict(content.annotations),
-        harbor_type=harbor_type,
-    )
-
-
 def original_from_artifact(repository: str, artifact: Artifact) -> Original:
+    # Harbor's `media_type` is the config media type of a manifest but the index's own media
+    # type for an index, whose artifact type is "" unless the index sets one.
+    if artifact.manifest_media_type in INDEX_TYPES:
+        artifact_type = artifact.artifact_type
+    else:
+        artifact_type = artifact.artifact_type or artifact.media_type
     return Original(
         repository=repository,
         digest=artifact.digest,
         media_type=artifact.manifest_media_type,
-        artifact_type=artifact.artifact_type or artifact.media_type,
+        artifact_type=artifact_type,
         tags=artifact.tags,
         push_time=artifact.push_time or UNKNOWN_PUSH_TIME,
         annotations=dict(artifact.annotations),
@@ -124,12 +105,13 @@ class HarborSource:
             artifact = self.harbor.artifact(project, path, digest)
         except NotFound:
             return None
-        return original_from_manifest(
+        return original_of(
             repository,
-            fetched,
-            artifact.tags,
-            artifact.push_time or UNKNOWN_PUSH_TIME,
-            artifact.type,
+            fetched.digest,
+            fetched.content,
+            tags=artifact.tags,
+            push_time=artifact.push_time or UNKNOWN_PUSH_TIME,
+            harbor_type=artifact.type,
         )
 
 
@@ -167,7 +149,13 @@ class RegistrySource:
             by_digest.setdefault(fetched.digest, (fetched, []))[1].append(tag)
         for fetched, tags in by_digest.values():
             yield Candidate(
-                original_from_manifest(repository, fetched, tuple(tags), UNKNOWN_PUSH_TIME)
+                original_of(
+                    repository,
+                    fetched.digest,
+                    fetched.content,
+                    tags=tuple(tags),
+                    push_time=UNKNOWN_PUSH_TIME,
+                )
             )
 
     def describe(self, repository: str, digest: str) -> Original | None:
@@ -180,7 +168,9 @@ class RegistrySource:
             for tag in self.registry.list_tags(repository)
             if not _NOT_ORIGINAL_TAG.match(tag) and self._tag_digest(repository, tag) == digest
         )
-        return original_from_manifest(repository, fetched, tags, UNKNOWN_PUSH_TIME)
+        return original_of(
+            repository, fetched.digest, fetched.content, tags=tags, push_time=UNKNOWN_PUSH_TIME
+        )
 
     def _tag_digest(self, repository: str, tag: str) -> str | None:
         descriptor = self.registry.head_manifest(repository, tag)
