@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from reconciler.logs import configure_logging
 def serve_command(config_file: Path | None, log_format: str, grace_seconds: float) -> None:
     """Serve webhooks, scan on a schedule and convert what is missing."""
     configure_logging("json" if log_format == "json" else "text")
+    # APScheduler logs every job run at INFO; the scans log their own line.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     path = config_path(config_file)
     daemon = Daemon(load_config(path), config_path=path, grace_seconds=grace_seconds)
     daemon.install_signal_handlers()
