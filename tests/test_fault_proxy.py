@@ -10,6 +10,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from harbor_api.registry import RegistryClient
+from harbor_api.transport import RetryPolicy, TlsOptions
 from tests.support.fault_proxy import Fault, FaultProxy, FaultRule, ProxyRecord
 from tests.support.images import push_blob, push_image, sha256
 from tests.support.registry_log import LoggedRequest, parse_access_log
@@ -263,3 +265,28 @@ def test_bad_proxy_settings_are_refused_with_the_reason(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         FaultProxy(upstream, [FaultRule(Fault.SLOW, **rule_args)])  # type: ignore[arg-type]
+
+
+def test_acceld_registry_client_works_through_the_proxy_and_retries_its_faults(
+    proxy: FaultProxy,
+) -> None:
+    retry = RetryPolicy(attempts=8, initial_wait=0.01, max_wait=0.05)
+    client = RegistryClient(
+        proxy.host,
+        tls=TlsOptions(plain_http=True),
+        retry=retry,
+        chunk_size=100_000,
+        monolithic_limit=0,
+    )
+    data = os.urandom(250_000)
+    digest = sha256(data)
+    client.upload_blob("proxy/client", data, digest, len(data))
+    assert [r.method for r in proxy.records() if "/blobs/uploads/" in r.path].count("PATCH") >= 2
+    proxy.set_rules([FaultRule(Fault.HTTP_503, rate=0.5, methods=frozenset({"GET"}))], seed=3)
+    for _ in range(5):
+        assert client.read_blob("proxy/client", digest, max_size=len(data)) == data
+    injected = proxy.faults()
+    assert injected
+    assert {r.fault for r in injected} == {Fault.HTTP_503}
+    gets = [r for r in proxy.records() if r.method == "GET"]
+    assert len(gets) == 5 + len(injected)
