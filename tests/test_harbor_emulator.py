@@ -322,3 +322,27 @@ def test_failed_delivery_is_tried_three_times_and_dropped_deliveries_never_arriv
         assert len(failing.requests) == 3
     finally:
         failing.stop()
+
+
+def test_manifest_delete_removes_the_artifact_and_fires_delete_artifact(
+    harbor: RunningHarbor, admin: requests.Session, receiver: Receiver
+) -> None:
+    harbor.emulator.state.add_project("gone")
+    policy = {
+        "name": "deletes",
+        "enabled": True,
+        "event_types": ["DELETE_ARTIFACT"],
+        "targets": [{"type": "http", "address": receiver.url}],
+    }
+    assert (
+        admin.post(api(harbor, "/projects/gone/webhook/policies"), json=policy).status_code == 201
+    )
+    image = push_image(harbor.url, "gone/app", "0.9", session=admin)
+    deleted = admin.delete(f"{harbor.url}/v2/gone/app/manifests/{image.digest}", timeout=10)
+    assert deleted.status_code == 202
+    assert admin.get(api(harbor, "/projects/gone/repositories/app/artifacts")).json() == []
+    (delivery,) = harbor.emulator.wait_for_deliveries(1)
+    assert delivery.event_type == "DELETE_ARTIFACT"
+    parsed = parse_webhook(receiver.requests[0][1], "application/json", {})
+    assert isinstance(parsed, ArtifactEvents)
+    assert (parsed.events[0].kind, parsed.events[0].tag) == ("deleted", "0.9")

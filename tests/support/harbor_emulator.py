@@ -163,6 +163,19 @@ class Delivery:
 
 
 @dataclass(frozen=True)
+class ApiCall:
+    """What a REST handler gets besides its path values."""
+
+    who: Principal
+    args: Mapping[str, str]
+    headers: Mapping[str, str]
+    body: bytes
+
+
+Answer = tuple[int, Any, dict[str, str]]
+
+
+@dataclass(frozen=True)
 class Exchange:
     """One REST exchange, kept for the swagger contract check."""
 
@@ -536,7 +549,7 @@ class HarborEmulator:
         headers: Mapping[str, str],
         body: bytes,
         request_id: str,
-    ) -> tuple[int, Any, dict[str, str]]:
+    ) -> Answer:
         who = self._principal(headers)
         # Harbor's router decodes the path once: a single-encoded `/` splits a segment.
         segments = unquote(path).strip("/").split("/")
@@ -545,17 +558,13 @@ class HarborEmulator:
             raise HarborHttpError(404, "NOT_FOUND", f"path {API}{path} was not found")
         name, params = route
         self.calls[name] += 1
-        handler: Callable[..., tuple[int, Any, dict[str, str]]] = getattr(self, f"_op_{name}")
-        return handler(who, args, headers, body, **params)
+        handler: Callable[..., Answer] = getattr(self, f"_op_{name}")
+        return handler(ApiCall(who, args, headers, body), **params)
 
-    def _op_ping(
-        self, who: Principal, args: dict[str, str], headers: Any, body: bytes
-    ) -> tuple[int, Any, dict[str, str]]:
+    def _op_ping(self, call: ApiCall) -> Answer:
         return 200, "Pong", {}
 
-    def _op_systeminfo(
-        self, who: Principal, args: dict[str, str], headers: Any, body: bytes
-    ) -> tuple[int, Any, dict[str, str]]:
+    def _op_systeminfo(self, call: ApiCall) -> Answer:
         info: dict[str, Any] = {
             "auth_mode": "db_auth",
             "primary_auth_mode": False,
@@ -563,7 +572,7 @@ class HarborEmulator:
             "has_ca_root": False,
             "banner_message": "",
         }
-        if not who.anonymous:
+        if not call.who.anonymous:
             info.update(
                 harbor_version=HARBOR_VERSION,
                 external_url=self.url,
@@ -576,13 +585,11 @@ class HarborEmulator:
             )
         return 200, info, {}
 
-    def _op_projects(
-        self, who: Principal, args: dict[str, str], headers: Any, body: bytes
-    ) -> tuple[int, Any, dict[str, str]]:
-        pages = _Pages(args)
+    def _op_projects(self, call: ApiCall) -> Answer:
+        pages = _Pages(call.args)
         with self.state.lock:
             projects = sorted(self.state.projects.values(), key=lambda p: p.name)
-            items = [self._project_json(p) for p in projects if self._visible(who, p)]
+            items = [self._project_json(p) for p in projects if self._visible(call.who, p)]
         page, more = pages.cut(items)
         return 200, page, more
 
@@ -613,12 +620,10 @@ class HarborEmulator:
                 return self.state.projects[name_or_id]
         raise HarborHttpError(404, "NOT_FOUND", f"project {name_or_id} not found")
 
-    def _op_repositories(
-        self, who: Principal, args: dict[str, str], headers: Any, body: bytes, project: str
-    ) -> tuple[int, Any, dict[str, str]]:
-        pages = _Pages(args)
+    def _op_repositories(self, call: ApiCall, project: str) -> Answer:
+        pages = _Pages(call.args)
         record = self._project(project)
-        self._require(who, record, "repository", "list")
+        self._require(call.who, record, "repository", "list")
         with self.state.lock:
             repos = sorted(
                 (r for r in self.state.repositories.values() if r.project == record.name),
@@ -655,23 +660,15 @@ class HarborEmulator:
             a for a in records if a.subject is None and (base or a.tags or a.digest not in children)
         ]
 
-    def _op_artifacts(
-        self,
-        who: Principal,
-        args: dict[str, str],
-        headers: Any,
-        body: bytes,
-        project: str,
-        repository: str,
-    ) -> tuple[int, Any, dict[str, str]]:
-        pages = _Pages(args)
-        full = self._repository(who, project, repository, "list")
-        clauses = _q_clauses(args.get("q", ""))
+    def _op_artifacts(self, call: ApiCall, project: str, repository: str) -> Answer:
+        pages = _Pages(call.args)
+        full = self._repository(call.who, project, repository, "list")
+        clauses = _q_clauses(call.args.get("q", ""))
         with self.state.lock:
             base = ("base", "*") in clauses
             records = [a for a in self._listable(full, base=base) if _artifact_matches(a, clauses)]
-            records.sort(key=_sort_key(args.get("sort") or "-push_time,-id"))
-            items = [self._artifact_json(a, args) for a in records]
+            records.sort(key=_sort_key(call.args.get("sort") or "-push_time,-id"))
+            items = [self._artifact_json(a, call.args) for a in records]
         page, more = pages.cut(items)
         return 200, page, more
 
@@ -682,35 +679,19 @@ class HarborEmulator:
                     return record
         raise HarborHttpError(404, "NOT_FOUND", f"artifact {repository}:{reference} not found")
 
-    def _op_artifact(
-        self,
-        who: Principal,
-        args: dict[str, str],
-        headers: Any,
-        body: bytes,
-        project: str,
-        repository: str,
-        reference: str,
-    ) -> tuple[int, Any, dict[str, str]]:
-        full = self._repository(who, project, repository, "read")
+    def _op_artifact(self, call: ApiCall, project: str, repository: str, reference: str) -> Answer:
+        full = self._repository(call.who, project, repository, "read")
         with self.state.lock:
-            return 200, self._artifact_json(self._find_artifact(full, reference), args), {}
+            return 200, self._artifact_json(self._find_artifact(full, reference), call.args), {}
 
     def _op_accessories(
-        self,
-        who: Principal,
-        args: dict[str, str],
-        headers: Any,
-        body: bytes,
-        project: str,
-        repository: str,
-        reference: str,
-    ) -> tuple[int, Any, dict[str, str]]:
-        pages = _Pages(args)
+        self, call: ApiCall, project: str, repository: str, reference: str
+    ) -> Answer:
+        pages = _Pages(call.args)
         record = self._project(project)
-        self._require(who, record, "accessory", "list")
+        self._require(call.who, record, "accessory", "list")
         full = f"{record.name}/{unquote(repository)}"
-        clauses = _q_clauses(args.get("q", ""))
+        clauses = _q_clauses(call.args.get("q", ""))
         with self.state.lock:
             subject = self._find_artifact(full, reference)
             items = [
@@ -799,23 +780,19 @@ class HarborEmulator:
         child = self.state.artifacts.get(repository, {}).get(digest)
         return child.id if child else 0
 
-    def _op_webhook_policies(
-        self, who: Principal, args: dict[str, str], headers: Any, body: bytes, project: str
-    ) -> tuple[int, Any, dict[str, str]]:
-        pages = _Pages(args)
-        record = self._project(project, headers)
-        self._require(who, record, "notification-policy", "list")
+    def _op_webhook_policies(self, call: ApiCall, project: str) -> Answer:
+        pages = _Pages(call.args)
+        record = self._project(project, call.headers)
+        self._require(call.who, record, "notification-policy", "list")
         with self.state.lock:
             items = [dict(p) for _, p in sorted(record.policies.items())]
         page, more = pages.cut(items)
         return 200, page, more
 
-    def _op_webhook_policy_create(
-        self, who: Principal, args: dict[str, str], headers: Any, body: bytes, project: str
-    ) -> tuple[int, Any, dict[str, str]]:
-        record = self._project(project, headers)
-        self._require(who, record, "notification-policy", "create")
-        policy = _valid_policy(body)
+    def _op_webhook_policy_create(self, call: ApiCall, project: str) -> Answer:
+        record = self._project(project, call.headers)
+        self._require(call.who, record, "notification-policy", "create")
+        policy = _valid_policy(call.body)
         with self.state.lock:
             if any(p["name"] == policy["name"] for p in record.policies.values()):
                 raise HarborHttpError(
@@ -826,25 +803,17 @@ class HarborEmulator:
             policy.update(
                 id=policy_id,
                 project_id=record.id,
-                creator=who.name,
+                creator=call.who.name,
                 creation_time=now,
                 update_time=now,
             )
             record.policies[policy_id] = policy
         return 201, None, {"Location": f"{API}/projects/{record.id}/webhook/policies/{policy_id}"}
 
-    def _op_webhook_policy_update(
-        self,
-        who: Principal,
-        args: dict[str, str],
-        headers: Any,
-        body: bytes,
-        project: str,
-        policy_id: str,
-    ) -> tuple[int, Any, dict[str, str]]:
-        record = self._project(project, headers)
-        self._require(who, record, "notification-policy", "update")
-        policy = _valid_policy(body)
+    def _op_webhook_policy_update(self, call: ApiCall, project: str, policy_id: str) -> Answer:
+        record = self._project(project, call.headers)
+        self._require(call.who, record, "notification-policy", "update")
+        policy = _valid_policy(call.body)
         with self.state.lock:
             old = record.policies.get(int(policy_id))
             if old is None:
@@ -859,12 +828,10 @@ class HarborEmulator:
             record.policies[int(policy_id)] = policy
         return 200, None, {}
 
-    def _op_robots(
-        self, who: Principal, args: dict[str, str], headers: Any, body: bytes
-    ) -> tuple[int, Any, dict[str, str]]:
-        pages = _Pages(args)
-        self._require_admin(who)
-        clauses = _q_clauses(args.get("q", ""))
+    def _op_robots(self, call: ApiCall) -> Answer:
+        pages = _Pages(call.args)
+        self._require_admin(call.who)
+        clauses = _q_clauses(call.args.get("q", ""))
         with self.state.lock:
             items = [
                 self._robot_json(name, robot)
@@ -874,10 +841,8 @@ class HarborEmulator:
         page, more = pages.cut(items)
         return 200, page, more
 
-    def _op_robot(
-        self, who: Principal, args: dict[str, str], headers: Any, body: bytes, robot_id: str
-    ) -> tuple[int, Any, dict[str, str]]:
-        self._require_admin(who)
+    def _op_robot(self, call: ApiCall, robot_id: str) -> Answer:
+        self._require_admin(call.who)
         with self.state.lock:
             for name, robot in self.state.robots.items():
                 if robot[0] == int(robot_id):
@@ -920,9 +885,7 @@ class HarborEmulator:
 
     # -- token service and /v2 -------------------------------------------------------------
 
-    def _token(
-        self, query: tuple[tuple[str, str], ...], headers: Mapping[str, str]
-    ) -> tuple[int, Any, dict[str, str]]:
+    def _token(self, query: tuple[tuple[str, str], ...], headers: Mapping[str, str]) -> Answer:
         self.calls["token"] += 1
         who = self._principal(headers)
         scopes = [s for key, value in query if key == "scope" for s in value.split()]
@@ -1108,8 +1071,7 @@ class HarborEmulator:
                 self._after_manifest_put(name, raw_path.rsplit("/", 1)[-1], body, headers, extra)
             )
         if kind == "manifests" and method == "DELETE" and answer.status_code == 202:
-            with self.state.lock:
-                self.state.artifacts.get(name, {}).pop(raw_path.rsplit("/", 1)[-1], None)
+            self._after_manifest_delete(name, raw_path.rsplit("/", 1)[-1], headers, extra)
         start_response(f"{answer.status_code} {answer.reason}", list(out.items()))
         if method == "HEAD":
             answer.close()
@@ -1128,6 +1090,18 @@ class HarborEmulator:
         operator = self._operator(headers)
         self._fire("PUSH_ARTIFACT", record, reference, operator, extra["X-Request-Id"])
         return {"OCI-Subject": record.subject} if record.subject else {}
+
+    def _after_manifest_delete(
+        self, name: str, digest: str, headers: Mapping[str, str], extra: dict[str, str]
+    ) -> None:
+        with self.state.lock:
+            record = self.state.artifacts.get(name, {}).pop(digest, None)
+        if record is not None:
+            # Harbor names the first tag the artifact had, else its digest.
+            reference = min(record.tags, default=record.digest)
+            self._fire(
+                "DELETE_ARTIFACT", record, reference, self._operator(headers), extra["X-Request-Id"]
+            )
 
     def _operator(self, headers: Mapping[str, str]) -> str:
         auth = headers.get("Authorization", "")
