@@ -56,6 +56,13 @@ _REWRITTEN = frozenset({"location", "content-location", "www-authenticate", "lin
 
 
 class Fault(enum.Enum):
+    """What goes wrong. The HTTP_* answers come from the proxy (the upstream never sees the
+    request; 429 carries `Retry-After: 1`). RESET_UPLOAD forwards half the request body, then
+    resets both connections; RESET_DOWNLOAD and TRUNCATED_BODY send the upstream's status and
+    half its body, then reset (RST) or close cleanly short of `Content-Length`. SLOW forwards
+    after the rule's delay. A fault that does not fit the request (no body to cut) is not
+    injected, and the record says so."""
+
     HTTP_500 = "500"
     HTTP_502 = "502"
     HTTP_503 = "503"
