@@ -8,8 +8,6 @@ import json
 import os
 import resource
 import tarfile
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ import requests
 from harbor_api.registry import RegistryClient
 from harbor_api.transport import TlsOptions
 from harbor_api.version import ACCELD_VERSION
-from reconciler.image_conversion import ConversionOptions, convert_image
+from reconciler.image_conversion import ConversionOptions, ConversionResult, convert_image
 from reconciler.sqlite_store import SqliteStateStore
 from tests.support.converted_images import check_converted_manifest, pull_manifest
 from tests.support.images import (
@@ -33,17 +31,22 @@ from tests.support.registry_server import RunningRegistry
 MIB = 1 << 20
 
 
-@pytest.fixture
-def client(registry: RunningRegistry) -> Iterator[RegistryClient]:
-    with RegistryClient(registry.host, tls=TlsOptions(plain_http=True)) as opened:
-        yield opened
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStateStore]:
-    opened = SqliteStateStore(tmp_path / "state.db")
-    yield opened
-    opened.close()
+def _convert(registry: RunningRegistry, repository: str, work_dir: Path) -> ConversionResult:
+    """Convert `repository:v1` at compression level 1 with a fresh layer cache."""
+    store = SqliteStateStore(work_dir.parent / f"state-{work_dir.name}.db")
+    try:
+        with RegistryClient(registry.host, tls=TlsOptions(plain_http=True)) as client:
+            return convert_image(
+                client,
+                repository,
+                "v1",
+                "estargz",
+                ConversionOptions(compression_level=1),
+                work_dir=work_dir,
+                layer_cache=store,
+            )
+    finally:
+        store.close()
 
 
 def _check(registry: RunningRegistry, repository: str, digest: str, scratch: Path) -> None:
@@ -53,7 +56,7 @@ def _check(registry: RunningRegistry, repository: str, digest: str, scratch: Pat
 
 
 def test_twenty_thousand_small_files_are_all_kept(
-    registry: RunningRegistry, client: RegistryClient, store: SqliteStateStore, tmp_path: Path
+    registry: RunningRegistry, tmp_path: Path
 ) -> None:
     repo = "large/many-files"
     files = [Entry("data", "dir", mode=0o755)]
@@ -64,16 +67,9 @@ def test_twenty_thousand_small_files_are_all_kept(
     dirs = [Entry(f"data/d{d:02d}", "dir", mode=0o755) for d in range(20)]
     push_image(registry.url, repo, "v1", [[files[0], *dirs, *files[1:]]])
 
-    result = convert_image(
-        client,
-        repo,
-        "v1",
-        "estargz",
-        ConversionOptions(compression_level=1),
-        work_dir=tmp_path / "work",
-        layer_cache=store,
-    )
+    result = _convert(registry, repo, tmp_path / "work")
 
+    assert list((tmp_path / "work").iterdir()) == []
     _check(registry, repo, result.converted_digest, tmp_path / "scratch")
     assert list((tmp_path / "work").iterdir()) == []
 
@@ -134,7 +130,7 @@ def _push_large_layer(base_url: str, repository: str, path: Path) -> tuple[str, 
 
 @pytest.mark.slow
 def test_a_300_mib_file_converts_in_bounded_memory(
-    registry: RunningRegistry, client: RegistryClient, store: SqliteStateStore, tmp_path: Path
+    registry: RunningRegistry, tmp_path: Path
 ) -> None:
     repo = "large/big-file"
     layer_path = tmp_path / "layer.tar.gz"
@@ -174,17 +170,7 @@ def test_a_300_mib_file_converts_in_bounded_memory(
     )
     peak_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
-    with tempfile.TemporaryDirectory() as work:
-        result = convert_image(
-            client,
-            repo,
-            "v1",
-            "estargz",
-            ConversionOptions(compression_level=1),
-            work_dir=Path(work),
-            layer_cache=store,
-        )
-        assert list(Path(work).iterdir()) == []
+    result = _convert(registry, repo, tmp_path / "work")
 
     peak_growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - peak_before
     assert peak_growth < 150 * MIB, f"peak RSS grew by {peak_growth / MIB:.0f} MiB"
@@ -192,4 +178,5 @@ def test_a_300_mib_file_converts_in_bounded_memory(
     assert layer.bytes_downloaded == layer_size
     uncompressed = int(layer.converted.annotations["io.containers.estargz.uncompressed-size"])
     assert uncompressed > 300 * MIB
+    assert list((tmp_path / "work").iterdir()) == []
     _check(registry, repo, result.converted_digest, tmp_path / "scratch")
