@@ -14,7 +14,7 @@ from harbor_api.registry import RegistryClient
 from harbor_api.transport import RetryPolicy, TlsOptions
 from tests.support.fault_proxy import Fault, FaultProxy, FaultRule, ProxyRecord
 from tests.support.images import push_blob, push_image, sha256
-from tests.support.registry_log import LoggedRequest, parse_access_log
+from tests.support.registry_log import LoggedRequest, parse_access_log, writes_to_manifests
 from tests.support.registry_server import RunningRegistry
 
 BLOB = os.urandom(3 << 20)
@@ -90,6 +90,8 @@ def test_every_request_is_recorded_as_the_registry_logged_it(
     assert ("GET", "/v2/proxy/recorded/manifests/missing", 404) in {
         (r.method, r.path, r.status) for r in records
     }
+    (tag_write,) = writes_to_manifests(records, "proxy/recorded", ["v1", "missing"])
+    assert (tag_write.method, tag_write.status) == ("PUT", 201)
 
 
 def test_chunked_upload_and_range_read_pass_through(
