@@ -62,6 +62,21 @@ ROBOT_PERMISSIONS = (
     "repository:list",
     "accessory:list",
 )
+# The `endpoint` label of each call, for metrics to create up front.
+HARBOR_ENDPOINTS = (
+    "harbor_ping",
+    "harbor_systeminfo",
+    "harbor_projects",
+    "harbor_repositories",
+    "harbor_artifacts",
+    "harbor_artifact",
+    "harbor_accessories",
+    "harbor_webhook_policies",
+    "harbor_webhook_policy_create",
+    "harbor_webhook_policy_update",
+    "harbor_robots",
+    "harbor_robot",
+)
 
 
 def encode_repository_path(path: str) -> str:

@@ -10,7 +10,7 @@ import requests
 
 from harbor_api.credentials import Credentials
 from harbor_api.errors import Denied, NotFound, Unauthorized, Unreachable
-from harbor_api.harbor import HarborClient, encode_q, encode_repository_path
+from harbor_api.harbor import HARBOR_ENDPOINTS, HarborClient, encode_q, encode_repository_path
 from harbor_api.harbor_models import WebhookPolicy, WebhookTarget
 from harbor_api.transport import NO_RETRY, TlsOptions
 from tests.support.harbor_emulator import ADMIN, ADMIN_PASSWORD, RunningHarbor, harbor_session
@@ -258,3 +258,25 @@ def test_missing_project_is_named(harbor: RunningHarbor, admin_client: HarborCli
     with pytest.raises(NotFound) as caught:
         list(admin_client.repositories("nope"))
     assert f"project 'nope' does not exist in Harbor at {harbor.url}" in str(caught.value)
+
+
+def test_every_call_reports_one_of_the_declared_endpoint_labels(harbor: RunningHarbor) -> None:
+    seen: list[tuple[str, str]] = []
+    harbor.emulator.state.add_project("obs")
+    harbor.emulator.state.add_artifact("obs/app", "sha256:" + "c" * 64, tags=["1"])
+    client = HarborClient(
+        harbor.url,
+        credentials=Credentials(ADMIN, ADMIN_PASSWORD),
+        tls=PLAIN,
+        observer=lambda endpoint, code, seconds: seen.append((endpoint, code)),
+    )
+    client.systeminfo()
+    list(client.artifacts("obs", "app"))
+    with pytest.raises(NotFound):
+        client.artifact("obs", "app", "missing")
+    assert seen == [
+        ("harbor_systeminfo", "200"),
+        ("harbor_artifacts", "200"),
+        ("harbor_artifact", "404"),
+    ]
+    assert {endpoint for endpoint, _ in seen} <= set(HARBOR_ENDPOINTS)

@@ -341,8 +341,13 @@ class _Pages:
     """`page`/`page_size` as Harbor validates them."""
 
     def __init__(self, args: Mapping[str, str]) -> None:
-        self.page = int(args.get("page", "1"))
-        self.size = int(args.get("page_size", "10"))
+        try:
+            self.page = int(args.get("page", "1"))
+            self.size = int(args.get("page_size", "10"))
+        except ValueError:
+            raise HarborHttpError(
+                422, "UNPROCESSABLE_ENTITY", "page and page_size must be integers"
+            ) from None
         if self.size > 100:
             raise HarborHttpError(
                 422,
