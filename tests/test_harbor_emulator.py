@@ -346,3 +346,30 @@ def test_manifest_delete_removes_the_artifact_and_fires_delete_artifact(
     parsed = parse_webhook(receiver.requests[0][1], "application/json", {})
     assert isinstance(parsed, ArtifactEvents)
     assert (parsed.events[0].kind, parsed.events[0].tag) == ("deleted", "0.9")
+
+
+def test_acceld_registry_client_pushes_a_referrer_through_the_token_flow(
+    harbor: RunningHarbor, admin: requests.Session
+) -> None:
+    from harbor_api.credentials import Credentials
+    from harbor_api.oci import Descriptor, Manifest, parse_manifest
+    from harbor_api.registry import RegistryClient
+    from harbor_api.transport import TlsOptions
+
+    state = harbor.emulator.state
+    state.add_project("apps")
+    robot = state.add_robot(
+        "acceld", "pw", [("repository", "pull"), ("repository", "push")], "apps"
+    )
+    original = push_image(harbor.url, "apps/web", "1", session=admin)
+    client = RegistryClient(
+        harbor.host, credentials=Credentials(robot, "pw"), tls=TlsOptions(plain_http=True)
+    )
+    fetched = client.get_manifest("apps/web", "1")
+    source = parse_manifest(fetched.raw)
+    subject = Descriptor(fetched.media_type, fetched.digest, len(fetched.raw))
+    copy = Manifest(config=source.config, layers=source.layers, subject=subject)
+    pushed = client.put_manifest("apps/web", "1-esgz", copy.encode())
+    assert pushed.oci_subject == original.digest
+    assert [d.digest for d in client.referrers("apps/web", original.digest)] == [pushed.digest]
+    assert harbor.emulator.calls["token"] >= 1
