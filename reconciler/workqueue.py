@@ -7,11 +7,14 @@ process's leases and hands back the keys of workers that are gone.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 
 from reconciler.keys import Key
-from reconciler.state_store import Lease, StateStore
+from reconciler.state_store import Lease, StateError, StateStore
+
+log = logging.getLogger(__name__)
 
 
 class WorkQueue:
@@ -82,6 +85,15 @@ class WorkQueue:
 
     def _beat(self) -> None:
         while not self._stopping.wait(self.heartbeat_seconds):
-            self.store.renew(self.owner)
-            if self.store.release_expired():
+            # A busy or briefly failing database must not end the heartbeat: the leases it
+            # keeps alive would expire and be handed to another worker mid-conversion.
+            try:
+                self.store.renew(self.owner)
+                released = self.store.release_expired()
+            except StateError as exc:
+                log.warning(
+                    "lease heartbeat failed", extra={"owner": self.owner, "error": str(exc)}
+                )
+                continue
+            if released:
                 self._wake()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -86,3 +87,23 @@ def test_the_heartbeat_keeps_leases_past_their_first_expiry(
     time.sleep(2.0)
     assert SqliteStateStore(tmp_path / "state.db").release_expired() == 0
     assert queue.store.done(lease)
+
+
+def test_the_heartbeat_outlasts_a_database_locked_by_another_process(tmp_path: Path) -> None:
+    store = SqliteStateStore(tmp_path / "state.db", lease_seconds=1.5, busy_timeout_seconds=0.05)
+    queue = WorkQueue(store, "serve", heartbeat_seconds=0.2)
+    queue.start()
+    try:
+        queue.add(KEY)
+        lease = queue.get(1.0)
+        assert lease is not None
+        blocker = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        time.sleep(0.7)
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        time.sleep(1.2)
+        assert SqliteStateStore(tmp_path / "state.db").release_expired() == 0
+        assert store.done(lease)
+    finally:
+        queue.shut_down()
