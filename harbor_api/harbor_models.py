@@ -14,9 +14,6 @@ from typing import Any
 from harbor_api.errors import AcceldError
 from harbor_api.oci import Platform
 
-ACCESSORY_NYDUS = "accelerator.nydus"
-ACCESSORY_SUBJECT = "subject.accessory"
-
 
 class HarborAnswerInvalid(AcceldError):
     """Harbor answered with JSON that does not have the shape its API documents."""
