@@ -24,6 +24,7 @@ from harbor_api.oci import Descriptor, canonical_json
 from reconciler.backoff import Backoff
 from reconciler.keys import Key
 from reconciler.migrations import migrate
+from reconciler.process_liveness import pid_alive
 from reconciler.state_store import (
     MISSING,
     CachedLayer,
@@ -57,16 +58,6 @@ def state_db_path(state_dir: Path, *, must_exist: bool) -> Path:
     else:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SqliteStateStore:
@@ -326,7 +317,7 @@ class SqliteStateStore:
         released = 0
         for name, attempts, holder, host, pid, expires_at in rows:
             gone = (
-                owner is not None or expires_at < now or (pid != self._pid and not _pid_alive(pid))
+                owner is not None or expires_at < now or (pid != self._pid and not pid_alive(pid))
             )
             if not gone:
                 continue
