@@ -181,6 +181,7 @@ def test_credentials_come_from_the_environment_and_never_show(
     assert anonymous.returncode == 1
     assert "HTTP 401" in anonymous.stderr
     assert done.returncode == 0, done.stderr
+    assert done.stderr == "", "progress is drawn only on a terminal"
     assert json.loads(done.stdout)["tags"] == ["v1-esgz"]
     outputs = {"stdout": done.stdout, "stderr": done.stderr, "refused": anonymous.stderr}
     assert find_secrets(outputs, [PASSWORD]) == []

@@ -29,6 +29,7 @@ from reconciler.conversion_errors import (
 from reconciler.image_conversion import (
     ConversionOptions,
     ConversionResult,
+    LayerProgress,
     convert_image,
     target_tags,
 )
@@ -142,6 +143,33 @@ def test_image_with_hardlinks_and_whiteouts_is_converted_tagged_and_linked(
     assert [layer.cached for layer in result.manifests[0].layers] == [False, False]
     assert result.manifests[0].platform == Platform("linux", "amd64")
     assert list(work_dir.iterdir()) == []
+
+
+def test_progress_reports_every_stage_of_every_layer(
+    registry: RunningRegistry, client: RegistryClient, store: SqliteStateStore, work_dir: Path
+) -> None:
+    repo = "conv/progress"
+    pushed = push_image(registry.url, repo, "v1")
+    events: list[LayerProgress] = []
+
+    for _ in range(2):
+        convert_image(
+            client,
+            repo,
+            "v1",
+            "estargz",
+            OPTIONS,
+            work_dir=work_dir,
+            layer_cache=store,
+            progress=events.append,
+        )
+
+    stages = ["downloading", "converting", "uploading", "done"]
+    expected = [(i, stage) for i in (0, 1) for stage in stages] + [(0, "cached"), (1, "cached")]
+    assert [(e.index, e.stage) for e in events] == expected
+    assert {(e.source_digest, e.count, e.platform) for e in events} == {
+        (digest, 2, "linux/amd64") for digest in pushed.layer_digests
+    }
 
 
 def test_config_keeps_history_and_drops_legacy_parent_ids(
