@@ -120,6 +120,7 @@ def convert_command(
                 work_dir=work,
                 layer_cache=store,
                 progress=progress,
+                source_tags=(ref.tag,) if ref.tag else None,
             )
         finally:
             if progress is not None:

@@ -76,6 +76,21 @@ def test_text_output_names_the_tag_and_every_layer(registry: RunningRegistry) ->
     )
 
 
+def test_tag_and_digest_reference_converts_the_digest_and_tags_after_the_tag(
+    registry: RunningRegistry,
+) -> None:
+    pushed = push_image(registry.url, "cmd/pinned", "v4")
+
+    out = json.loads(
+        _convert(
+            f"{registry.host}/cmd/pinned:v4@{pushed.digest}", "--plain-http", "--output", "json"
+        )
+    )
+
+    assert out["original"]["digest"] == pushed.digest
+    assert out["tags"] == ["v4-esgz"]
+
+
 def test_platform_option_converts_only_those_platforms(registry: RunningRegistry) -> None:
     push_index(registry.url, "cmd/multi", "v1", ["linux/amd64", "linux/arm64/v8"])
 
