@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -19,6 +21,7 @@ from reconciler.sources import HarborSource as HarborOriginals
 from reconciler.sources import RegistrySource as RegistryOriginals
 from reconciler.sources import Source
 from reconciler.sqlite_store import SqliteStateStore, state_db_path
+from reconciler.work_area import own_area
 
 
 def owner_id(role: str) -> str:
@@ -47,6 +50,7 @@ class Runtime:
     source: Source
     formats: ReferrerFormats
     budget: DiskBudget
+    work_dir: Path
 
     def reconciler(self) -> Reconciler:
         return Reconciler(
@@ -54,13 +58,14 @@ class Runtime:
             self.config.policies,
             self.formats,
             self.store,
-            work_dir=self.config.work_dir,
+            work_dir=self.work_dir,
             budget=self.budget,
             limits=self.config.limits,
         )
 
     def close(self) -> None:
         self.store.close()
+        shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
 def open_runtime(config: Config, registry: CollectorRegistry | None = None) -> Runtime:
@@ -78,4 +83,5 @@ def open_runtime(config: Config, registry: CollectorRegistry | None = None) -> R
         source=source,
         formats=ReferrerFormats(source.registry, store),
         budget=DiskBudget(config.work_dir_budget_bytes),
+        work_dir=own_area(config.work_dir),
     )
