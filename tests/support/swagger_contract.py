@@ -41,6 +41,7 @@ class SwaggerContract:
             "urn:harbor-swagger", Resource.from_contents(self.document, DRAFT4)
         )
         self.operations: list[Operation] = []
+        self._validators: dict[tuple[str, int], jsonschema.Draft4Validator] = {}
         for template, item in self.document["paths"].items():
             shared = [self._resolve(p) for p in item.get("parameters", [])]
             for method, spec in item.items():
@@ -140,7 +141,11 @@ class SwaggerContract:
         schema = self._resolve(declared).get("schema")
         if schema is None:
             return [] if body in (None, "") else [f"{op.name}: {status} declares no body"]
-        validator = jsonschema.Draft4Validator(_retarget_refs(schema), registry=self._registry)
+        key = (op.name, status)
+        validator = self._validators.get(key)
+        if validator is None:
+            validator = jsonschema.Draft4Validator(_retarget_refs(schema), registry=self._registry)
+            self._validators[key] = validator
         return [
             f"{op.name} {status}: {'/'.join(map(str, e.absolute_path))}: {e.message}"
             for e in validator.iter_errors(body)
