@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import pty
+import select
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -200,6 +202,40 @@ def test_credentials_come_from_the_environment_and_never_show(
     assert json.loads(done.stdout)["tags"] == ["v1-esgz"]
     outputs = {"stdout": done.stdout, "stderr": done.stderr, "refused": anonymous.stderr}
     assert find_secrets(outputs, [PASSWORD]) == []
+
+
+def test_progress_is_drawn_on_stderr_when_it_is_a_terminal(registry: RunningRegistry) -> None:
+    push_image(registry.url, "cmd/tty", "v1")
+    controller, terminal = pty.openpty()
+    try:
+        done = subprocess.run(
+            ["acceld", "convert", f"{registry.host}/cmd/tty:v1", "--plain-http"],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        os.close(terminal)
+        drawn = b""
+        for _ in range(1000):
+            if not select.select([controller], [], [], 0.5)[0]:
+                break
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # Linux reports EIO once the terminal side is closed and drained
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(controller)
+
+    assert done.returncode == 0
+    assert b"layer 1/2 " in drawn
+    assert b": converting" in drawn
+    assert b"layer 2/2 " in drawn
+    assert "layer 1/2" not in done.stdout
 
 
 def test_terminal_progress_rewrites_one_line_and_clears_it() -> None:
