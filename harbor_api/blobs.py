@@ -63,8 +63,15 @@ def range_end(header: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _stream_error(what: str, exc: Exception) -> Unreachable:
-    return Unreachable(what, message=f"connection broken while reading ({type(exc).__name__})")
+def read_body(raw: Any, size: int, what: str) -> bytes:
+    """Up to `size` bytes of a streamed answer; a broken connection is `Unreachable`."""
+    try:
+        data: bytes = raw.read(size, decode_content=False)
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+        raise Unreachable(
+            what, message=f"connection broken while reading ({type(exc).__name__})"
+        ) from exc
+    return data
 
 
 class VerifyingReader(io.RawIOBase):
@@ -79,7 +86,6 @@ class VerifyingReader(io.RawIOBase):
         super().__init__()
         self._response = response
         self._raw: Any = response.raw
-        self._raw.decode_content = False
         self._digest = digest
         self._what = what
         self._hash = hashlib.sha256() if hashed else None
@@ -92,10 +98,7 @@ class VerifyingReader(io.RawIOBase):
         if self._finished:
             return 0
         view = memoryview(buffer).cast("B")
-        try:
-            data = self._raw.read(len(view))
-        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
-            raise _stream_error(self._what, exc) from exc
+        data = read_body(self._raw, len(view), self._what)
         if not data:
             self._finish()
             return 0
@@ -211,24 +214,26 @@ class BlobTransfer:
             stream.read()
         return data
 
-    @contextlib.contextmanager
-    def open(self, repository: str, digest: str, start: int = 0) -> Iterator[BinaryIO]:
-        if start < 0:
-            raise ValueError(f"start must be >= 0, got {start}")
-        url = self._url(repository, digest)
-        headers = {"Range": f"bytes={start}-"} if start else {}
-        response = self._auth.request(
+    def _get(self, repository: str, digest: str, start: int) -> requests.Response:
+        return self._auth.request(
             "GET",
-            url,
+            self._url(repository, digest),
             scopes=(pull_scope(repository),),
             endpoint="blob_get",
             ok=(200, 206),
             idempotent=True,
-            headers=headers,
+            headers={"Range": f"bytes={start}-"} if start else {},
             stream=True,
         )
+
+    @contextlib.contextmanager
+    def open(self, repository: str, digest: str, start: int = 0) -> Iterator[BinaryIO]:
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        response = self._get(repository, digest, start)
         ranged = response.status_code == 206
-        reader = VerifyingReader(response, digest, describe("GET", url), hashed=not ranged)
+        what = describe("GET", self._url(repository, digest))
+        reader = VerifyingReader(response, digest, what, hashed=not ranged)
         stream = io.BufferedReader(reader, buffer_size=_READ_SIZE)
         try:
             if start and not ranged:
@@ -238,18 +243,42 @@ class BlobTransfer:
             stream.close()
 
     def download(self, repository: str, digest: str, path: Path) -> int:
-        """Write the blob to `path` (through a temporary file beside it); its size."""
+        """Write the blob to `path` (through a temporary file beside it); its size.
+
+        A connection broken mid-way is picked up with a Range request from the bytes written.
+        """
+        what = describe("GET", self._url(repository, digest))
         partial = path.with_name(f".{path.name}.partial")
+        hasher, written, failures = hashlib.sha256(), 0, 0
         try:
-            with partial.open("wb") as out, self.open(repository, digest) as stream:
-                size = 0
-                while chunk := stream.read(_READ_SIZE):
-                    out.write(chunk)
-                    size += len(chunk)
+            with partial.open("wb") as out:
+                while True:
+                    try:
+                        with self._get(repository, digest, written) as response:
+                            if written and response.status_code != 206:
+                                out.seek(0)
+                                out.truncate()
+                                hasher, written = hashlib.sha256(), 0
+                            while chunk := read_body(response.raw, _READ_SIZE, what):
+                                out.write(chunk)
+                                hasher.update(chunk)
+                                written += len(chunk)
+                        break
+                    except Unreachable as exc:
+                        failures += 1
+                        if failures >= self._resume_attempts:
+                            raise
+                        log.warning(
+                            "resuming interrupted download",
+                            extra={"repository": repository, "offset": written, "error": str(exc)},
+                        )
+            actual = "sha256:" + hasher.hexdigest()
+            if actual != digest:
+                raise DigestMismatch(f"{what}: blob content hashes to {actual}, expected {digest}")
             os.replace(partial, path)
         finally:
             partial.unlink(missing_ok=True)
-        return size
+        return written
 
     def upload(self, repository: str, source: Path | bytes, digest: str, size: int) -> None:
         check_repository(repository)

@@ -1,10 +1,11 @@
-"""An upload cut mid-chunk recovers against the real registry.
+"""Transfers cut mid-way recover against the real registry.
 
 A small TCP proxy in front of the real registry drops the connection once, after a number of
 request bytes, which is what a flaky network does to a long PATCH. distribution signs the upload
 offset into the upload URL and invalidates a session whose stored size no longer matches it, so
 against distribution (and Harbor, which embeds it) recovery is a clean restart; resuming from a
 reported offset is proven against a registry that allows it in test_registry_http_edges.py.
+A download cut mid-way continues with a Range request.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ MIB = 1 << 20
 
 
 class CuttingProxy:
-    """Forwards loopback TCP to `upstream`; closes the first connection after `cut_after` bytes."""
+    """Forwards loopback TCP to `upstream`; closes the connection once, after `cut_after` bytes
+    went towards the registry (`requests`) or back from it (`answers`)."""
 
-    def __init__(self, upstream: str, cut_after: int) -> None:
+    def __init__(self, upstream: str, cut_after: int, direction: str = "requests") -> None:
         host, port = upstream.rsplit(":", 1)
         self._upstream = (host, int(port))
         self._cut_after = cut_after
+        self._direction = direction
         self._forwarded = 0
         self.cuts = 0
         self._lock = threading.Lock()
@@ -56,7 +59,11 @@ class CuttingProxy:
                 return
             upstream = socket.create_connection(self._upstream, timeout=30)
             self._sockets += [client, upstream]
-            for source, target, count in ((client, upstream, True), (upstream, client, False)):
+            towards_registry = self._direction == "requests"
+            for source, target, count in (
+                (client, upstream, towards_registry),
+                (upstream, client, not towards_registry),
+            ):
                 thread = threading.Thread(
                     target=self._pump, args=(source, target, count, client, upstream), daemon=True
                 )
@@ -110,6 +117,13 @@ def proxy(registry: RunningRegistry) -> Iterator[CuttingProxy]:
     running.close()
 
 
+@pytest.fixture
+def answer_cutting_proxy(registry: RunningRegistry) -> Iterator[CuttingProxy]:
+    running = CuttingProxy(registry.host, cut_after=5 * MIB, direction="answers")
+    yield running
+    running.close()
+
+
 def test_chunked_upload_cut_mid_chunk_restarts_cleanly_when_the_session_is_gone(
     registry: RunningRegistry, proxy: CuttingProxy, tmp_path: Path
 ) -> None:
@@ -132,3 +146,22 @@ def test_chunked_upload_cut_mid_chunk_restarts_cleanly_when_the_session_is_gone(
     assert log.count('"PUT /v2/resume/blob/blobs/uploads/') == 1
     with client.open_blob("resume/blob", digest) as stream:
         assert stream.read() == data
+
+
+def test_download_cut_mid_way_continues_with_a_range_request(
+    registry: RunningRegistry, answer_cutting_proxy: CuttingProxy, tmp_path: Path
+) -> None:
+    data = os.urandom(12 * MIB)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    direct = RegistryClient(registry.host, tls=TlsOptions(plain_http=True))
+    direct.upload_blob("resume/download", data, digest, len(data))
+    client = RegistryClient(
+        answer_cutting_proxy.host,
+        tls=TlsOptions(plain_http=True),
+        retry=RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05),
+    )
+    target = tmp_path / "blob"
+    assert client.download_blob("resume/download", digest, target) == len(data)
+    assert answer_cutting_proxy.cuts == 1
+    assert target.read_bytes() == data
+    assert re.search(rf'"GET /v2/resume/download/blobs/{digest} HTTP/1.1" 206', registry.log_text())
