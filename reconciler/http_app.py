@@ -14,10 +14,10 @@ import hmac
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from prometheus_client.exposition import choose_encoder
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
@@ -46,6 +46,19 @@ _ROUTES = Map(
         Rule("/readyz", methods=["GET"], endpoint="readyz"),
     ]
 )
+
+
+def _read_at_most(stream: IO[bytes], limit: int) -> bytes | None:
+    """The whole body, or None as soon as it proves longer than `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = stream.read(min(64 * 1024, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    return None
 
 
 def _json(document: object, status: int) -> Response:
@@ -115,10 +128,8 @@ class HttpApp:
             got = request.mimetype or "none"
             expected = " or ".join(sorted(WEBHOOK_CONTENT_TYPES))
             return self._invalid(remote, f"Content-Type: expected {expected}, got {got}", 415)
-        request.max_content_length = self._max_body_bytes
-        try:
-            body = request.get_data(cache=False)
-        except RequestEntityTooLarge:
+        body = _read_at_most(request.stream, self._max_body_bytes)
+        if body is None:
             return self._invalid(remote, too_large, 413)
         try:
             parsed = parse_webhook(body, request.content_type or "", dict(request.headers))

@@ -3,6 +3,7 @@ with the payloads Harbor sends, parsed by the real `parse_webhook`."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 from prometheus_client import CollectorRegistry
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from harbor_api.webhook_events import ArtifactEvent
 from reconciler.http_app import HttpApp
@@ -184,7 +186,7 @@ def test_declared_body_over_the_limit_is_413_before_reading(served: Served) -> N
     assert served.webhook_count("invalid") == 1
 
 
-def test_chunked_body_over_the_limit_is_413_while_reading(served: Served) -> None:
+def test_chunked_body_over_the_limit_is_413(served: Served) -> None:
     def chunks() -> Iterator[bytes]:
         for _ in range(4):
             yield b" " * (MAX_BODY // 2)
@@ -196,6 +198,38 @@ def test_chunked_body_over_the_limit_is_413_while_reading(served: Served) -> Non
     )
     assert answer.status_code == 413
     assert served.queued == []
+
+
+def test_body_without_length_is_cut_off_at_the_limit_while_reading() -> None:
+    # waitress always sets CONTENT_LENGTH; other WSGI servers may hand over an unsized stream.
+    queued: list[ArtifactEvent] = []
+
+    def enqueue(events: tuple[ArtifactEvent, ...]) -> int:
+        queued.extend(events)
+        return len(events)
+
+    registry = CollectorRegistry()
+    app = HttpApp(
+        webhook_secret=SECRET,
+        enqueue=enqueue,
+        readiness=dict,
+        metrics=Metrics(registry, formats=("estargz",)),
+        max_body_bytes=MAX_BODY,
+    )
+    body = json.dumps(push_payload()).encode()
+    for padding, expected in ((MAX_BODY, "413 REQUEST ENTITY TOO LARGE"), (0, "202 ACCEPTED")):
+        environ = EnvironBuilder(
+            path="/webhooks/harbor",
+            method="POST",
+            headers={"Authorization": SECRET, "Content-Type": "application/json"},
+            input_stream=io.BytesIO(body + b" " * padding),
+        ).get_environ()
+        environ.pop("CONTENT_LENGTH", None)
+        environ["wsgi.input_terminated"] = True
+        _, status, _ = run_wsgi_app(app, environ, buffered=True)
+        assert status == expected
+    assert len(queued) == 1
+    assert registry.get_sample_value("acceld_webhook_requests_total", {"result": "invalid"}) == 1
 
 
 def test_chunked_body_within_the_limit_is_accepted(served: Served) -> None:
