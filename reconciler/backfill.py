@@ -183,6 +183,7 @@ def run_backfill(
     stop: threading.Event | None = None,
 ) -> BackfillSummary:
     policies = select_policies(runtime.config.policies, policy)
+    runtime.source.verify()
     report = full_scan(runtime, policies)
     items = report.plan.items
     if max_items is not None:

@@ -72,6 +72,7 @@ def plan_command(config_file: Path | None, policy: str | None, output: str | Non
         raise click.UsageError(str(exc)) from exc
     runtime = open_runtime(config)
     try:
+        runtime.source.verify()
         report = scan(runtime.source, policies, runtime.formats, kind=FULL)
     finally:
         runtime.close()

@@ -178,7 +178,7 @@ class Daemon:
 
     def probe_source(self) -> None:
         try:
-            self.runtime.source.registry.ping()
+            self.runtime.source.verify()
         except AcceldError as exc:
             log.warning("source unreachable", extra={"error": str(exc)})
         else:

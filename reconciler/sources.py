@@ -42,6 +42,10 @@ class Candidate:
 class Source(Protocol):
     registry: RegistryClient
 
+    def verify(self) -> None:
+        """Check the source answers and accepts the credentials (a wrong Harbor secret is
+        otherwise silent: Harbor answers as for an anonymous caller)."""
+
     def projects(self) -> Iterator[str]: ...
 
     def repositories(self, project: str) -> Iterator[str]:
@@ -79,6 +83,9 @@ class HarborSource:
     def __init__(self, harbor: HarborClient, registry: RegistryClient) -> None:
         self.harbor = harbor
         self.registry = registry
+
+    def verify(self) -> None:
+        self.harbor.systeminfo()
 
     def projects(self) -> Iterator[str]:
         return (project.name for project in self.harbor.projects())
@@ -120,6 +127,9 @@ class RegistrySource:
 
     def __init__(self, registry: RegistryClient) -> None:
         self.registry = registry
+
+    def verify(self) -> None:
+        self.registry.ping()
 
     def projects(self) -> Iterator[str]:
         seen: set[str] = set()
