@@ -140,52 +140,53 @@ def truncated_layer(
     return BadImage(image, "truncated gzip stream")
 
 
-def parent_path_layer(
-    base_url: str, repository: str, tag: str = "", session: requests.Session | None = None
-) -> BadImage:
-    """A tar entry named `../escape` (writes outside the root when unpacked naively)."""
-    entries = [Entry("etc", "dir", mode=0o755), Entry("../escape", data=b"out\n")]
-    return BadImage(
-        push_image(base_url, repository, tag, [entries], session=session), "has a '..' component"
-    )
+@dataclass(frozen=True)
+class HostileEntries:
+    """Tar entries a converter must refuse, and the reason fragment it must give."""
+
+    entries: tuple[Entry, ...]
+    reason: str
 
 
-def absolute_path_layer(
-    base_url: str, repository: str, tag: str = "", session: requests.Session | None = None
-) -> BadImage:
-    """A tar entry named `/etc/evil`."""
-    entries = [Entry("etc", "dir", mode=0o755), Entry("/etc/evil", data=b"evil\n")]
-    return BadImage(
-        push_image(base_url, repository, tag, [entries], session=session), "absolute path"
-    )
-
-
-def hardlink_outside_layer(
-    base_url: str, repository: str, tag: str = "", session: requests.Session | None = None
-) -> BadImage:
-    """A hardlink to `etc/shadow`, which is not in the layer (links may not cross layers)."""
-    entries = [
-        Entry("etc", "dir", mode=0o755),
-        Entry("etc/shadow-link", "hardlink", target="etc/shadow", mode=0o600),
-    ]
-    return BadImage(
-        push_image(base_url, repository, tag, [entries], session=session),
+HOSTILE_ENTRIES = {
+    # writes outside the root when unpacked naively
+    "parent-path": HostileEntries(
+        (Entry("etc", "dir", mode=0o755), Entry("../escape", data=b"out\n")),
+        "has a '..' component",
+    ),
+    "absolute-path": HostileEntries(
+        (Entry("etc", "dir", mode=0o755), Entry("/etc/evil", data=b"evil\n")), "absolute path"
+    ),
+    # a hardlink may only point at an entry earlier in the same layer
+    "hardlink-outside": HostileEntries(
+        (
+            Entry("etc", "dir", mode=0o755),
+            Entry("etc/shadow-link", "hardlink", target="etc/shadow", mode=0o600),
+        ),
         "not earlier in the layer",
-    )
+    ),
+    "symlink-loop": HostileEntries(
+        (
+            Entry("loop", "dir", mode=0o755),
+            Entry("loop/a", "symlink", target="b", mode=0o777),
+            Entry("loop/b", "symlink", target="a", mode=0o777),
+        ),
+        "symlink loop",
+    ),
+}
 
 
-def symlink_loop_layer(
-    base_url: str, repository: str, tag: str = "", session: requests.Session | None = None
+def hostile_entries_image(
+    base_url: str,
+    repository: str,
+    kind: str,
+    tag: str = "",
+    session: requests.Session | None = None,
 ) -> BadImage:
-    """`loop/a -> b`, `loop/b -> a`."""
-    entries = [
-        Entry("loop", "dir", mode=0o755),
-        Entry("loop/a", "symlink", target="b", mode=0o777),
-        Entry("loop/b", "symlink", target="a", mode=0o777),
-    ]
-    return BadImage(
-        push_image(base_url, repository, tag, [entries], session=session), "symlink loop"
-    )
+    """An image whose one layer holds the `HOSTILE_ENTRIES[kind]` entries."""
+    hostile = HOSTILE_ENTRIES[kind]
+    image = push_image(base_url, repository, tag, [hostile.entries], session=session)
+    return BadImage(image, hostile.reason)
 
 
 def huge_pax_header_layer(
