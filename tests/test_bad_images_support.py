@@ -69,7 +69,7 @@ def test_corrupt_gzip_fails_inside_the_stream_not_at_its_end(
     bad = bad_images.corrupt_gzip_layer(registry.url, "bad/corrupt", "v1")
     data = blob(registry, "bad/corrupt", bad.image.layer_digests[0])
     assert data[:2] == b"\x1f\x8b"
-    with pytest.raises((zlib.error, gzip.BadGzipFile)):
+    with pytest.raises(zlib.error, match="while decompressing data"):
         gzip.decompress(data)
     assert bad.reason.lower() in rejection(registry, bad, tmp_path).lower()
 

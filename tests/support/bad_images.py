@@ -70,26 +70,28 @@ def push_layers(
     session: requests.Session | None = None,
 ) -> PushedImage:
     """An OCI image made of ready blobs, whatever they contain; by digest when no tag."""
-    descriptors = [
-        {
-            "mediaType": layer.media_type,
-            "digest": push_blob(base_url, repository, layer.blob, session),
-            "size": len(layer.blob),
-        }
-        for layer in layers
-    ]
     config = json.dumps(image_config([layer.diff_id for layer in layers])).encode()
-    manifest: dict[str, Any] = {
+    manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": OCI_CONFIG,
-            "digest": push_blob(base_url, repository, config, session),
-            "size": len(config),
-        },
-        "layers": descriptors,
+        "config": _pushed(base_url, repository, OCI_CONFIG, config, session),
+        "layers": [
+            _pushed(base_url, repository, layer.media_type, layer.blob, session) for layer in layers
+        ],
     }
     return _push_manifest(base_url, repository, tag, manifest, session)
+
+
+def _pushed(
+    base_url: str,
+    repository: str,
+    media_type: str,
+    data: bytes,
+    session: requests.Session | None,
+) -> dict[str, Any]:
+    """The descriptor of `data`, pushed as a blob."""
+    digest = push_blob(base_url, repository, data, session)
+    return {"mediaType": media_type, "digest": digest, "size": len(data)}
 
 
 def _push_manifest(
@@ -263,13 +265,13 @@ def missing_blob_image(
 
     The registry refuses a manifest naming an unknown blob, so the blob goes after the push.
     """
-    http = session or requests.Session()
     layers = [
         [Entry("etc", "dir", mode=0o755), Entry("etc/hostname", data=b"bad-images\n")],
         [Entry("only-here", data=f"{repository}:{tag}\n".encode())],
     ]
-    image = push_image(base_url, repository, tag, layers, session=http)
-    gone = http.delete(f"{base_url}/v2/{repository}/blobs/{image.layer_digests[-1]}", timeout=30)
+    image = push_image(base_url, repository, tag, layers, session=session)
+    delete = session.delete if session else requests.delete
+    gone = delete(f"{base_url}/v2/{repository}/blobs/{image.layer_digests[-1]}", timeout=30)
     gone.raise_for_status()
     return BadImage(image, "blob unknown")
 
@@ -284,21 +286,11 @@ def helm_chart(
         "gzip",
     )
     config = json.dumps({"apiVersion": "v2", "name": "demo", "version": "0.1.0"}).encode()
-    manifest: dict[str, Any] = {
+    manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": HELM_CONFIG,
-            "digest": push_blob(base_url, repository, config, session),
-            "size": len(config),
-        },
-        "layers": [
-            {
-                "mediaType": HELM_CHART,
-                "digest": push_blob(base_url, repository, chart, session),
-                "size": len(chart),
-            }
-        ],
+        "config": _pushed(base_url, repository, HELM_CONFIG, config, session),
+        "layers": [_pushed(base_url, repository, HELM_CHART, chart, session)],
     }
     image = _push_manifest(base_url, repository, tag, manifest, session)
     return BadImage(image, "is not an image config")
@@ -358,22 +350,13 @@ def legacy_cosign_signature(
             "config": {},
         }
     ).encode()
-    manifest: dict[str, Any] = {
+    layer = _pushed(base_url, target.repository, COSIGN_SIMPLESIGNING, payload, session)
+    layer["annotations"] = {COSIGN_SIGNATURE_ANNOTATION: "MEUCIQDtest"}
+    manifest = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {
-            "mediaType": OCI_CONFIG,
-            "digest": push_blob(base_url, target.repository, config, session),
-            "size": len(config),
-        },
-        "layers": [
-            {
-                "mediaType": COSIGN_SIMPLESIGNING,
-                "digest": push_blob(base_url, target.repository, payload, session),
-                "size": len(payload),
-                "annotations": {COSIGN_SIGNATURE_ANNOTATION: "MEUCIQDtest"},
-            }
-        ],
+        "config": _pushed(base_url, target.repository, OCI_CONFIG, config, session),
+        "layers": [layer],
     }
     tag = target.digest.replace(":", "-") + ".sig"
     image = _push_manifest(base_url, target.repository, tag, manifest, session)
