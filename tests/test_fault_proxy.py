@@ -10,9 +10,16 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from harbor_api.credentials import Credentials
 from harbor_api.registry import RegistryClient
-from harbor_api.transport import RetryPolicy, TlsOptions
+from harbor_api.transport import NO_RETRY, RetryPolicy, TlsOptions
 from tests.support.fault_proxy import Fault, FaultProxy, FaultRule, ProxyRecord
+from tests.support.harbor_emulator import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    harbor_session,
+    start_harbor_emulator,
+)
 from tests.support.images import push_blob, push_image, sha256
 from tests.support.registry_log import LoggedRequest, parse_access_log, writes_to_manifests
 from tests.support.registry_server import RunningRegistry
@@ -292,3 +299,27 @@ def test_acceld_registry_client_works_through_the_proxy_and_retries_its_faults(
     assert {r.fault for r in injected} == {Fault.HTTP_503}
     gets = [r for r in proxy.records() if r.method == "GET"]
     assert len(gets) == 5 + len(injected)
+
+
+def test_token_auth_in_front_of_harbor_goes_through_the_proxy_too(
+    registry: RunningRegistry,
+) -> None:
+    harbor = start_harbor_emulator(registry.url)
+    try:
+        harbor.emulator.state.add_project("proxied")
+        pushed = push_image(
+            harbor.url, "proxied/app", "v1", session=harbor_session(ADMIN, ADMIN_PASSWORD)
+        )
+        with FaultProxy(harbor.host) as proxy:
+            client = RegistryClient(
+                proxy.host,
+                credentials=Credentials(ADMIN, ADMIN_PASSWORD),
+                tls=TlsOptions(plain_http=True),
+                retry=NO_RETRY,
+            )
+            assert client.get_manifest("proxied/app", "v1").digest == pushed.digest
+            paths = [r.path for r in proxy.records()]
+    finally:
+        harbor.stop()
+    assert "/service/token" in paths
+    assert paths[-1] == "/v2/proxied/app/manifests/v1"
