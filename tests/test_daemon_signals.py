@@ -1,0 +1,244 @@
+"""`acceld serve` as a real process under the signals an operator and systemd send: SIGTERM in
+the middle of a conversion, SIGHUP with a broken and with a valid config, and the sd_notify
+messages that go with them."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.support.daemon_process import (
+    SECRETS_ENV,
+    DaemonProcess,
+    accessories_of,
+    estargz_policy,
+    loopback_listen,
+    prepare_harbor,
+    sample,
+    serve_config,
+    wait_until,
+)
+from tests.support.fault_proxy import Fault, FaultProxy, FaultRule
+from tests.support.harbor_emulator import (
+    ADMIN,
+    ADMIN_PASSWORD,
+    RunningHarbor,
+    harbor_session,
+    start_harbor_emulator,
+)
+from tests.support.images import Entry, push_image
+from tests.support.registry_log import parse_access_log, writes_to_manifests
+from tests.support.registry_server import RunningRegistry
+
+CONVERSIONS = "acceld_conversions_total"
+DOWNLOAD_DELAY_SECONDS = 5.0
+
+
+@pytest.fixture
+def harbor(registry: RunningRegistry) -> Iterator[RunningHarbor]:
+    running = start_harbor_emulator(registry.url)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def admin() -> requests.Session:
+    return harbor_session(ADMIN, ADMIN_PASSWORD)
+
+
+def converted(daemon: DaemonProcess) -> float:
+    return sample(daemon.samples(), CONVERSIONS, format="estargz", result="success")
+
+
+def test_sigterm_mid_conversion_gives_the_key_back_and_a_restart_converts_it_once(
+    registry: RunningRegistry, harbor: RunningHarbor, admin: requests.Session, tmp_path: Path
+) -> None:
+    listen = loopback_listen()
+    robot = prepare_harbor(harbor, admin, ["slow"], listen)
+    image = push_image(harbor.url, "slow/app", "v1", session=admin)
+    # Every read of the first layer stalls, so a conversion is surely running when SIGTERM comes.
+    rule = FaultRule(
+        Fault.SLOW,
+        methods=frozenset({"GET"}),
+        path=f"/blobs/{image.layer_digests[0]}$",
+        delay_seconds=DOWNLOAD_DELAY_SECONDS,
+    )
+    with FaultProxy(harbor.host, [rule]) as proxy:
+        config = serve_config(
+            tmp_path / "config.yaml",
+            proxy.url,
+            robot,
+            [estargz_policy("slow", "slow")],
+            listen=listen,
+        )
+
+        def run(grace: str) -> DaemonProcess:
+            daemon = DaemonProcess(config, listen, env=SECRETS_ENV, args=("--grace-seconds", grace))
+            daemon.wait_ready()
+            daemon.wait_for_log('"reconcile started"')
+            time.sleep(1)
+            assert converted(daemon) == 0
+            return daemon
+
+        with run("0.5") as first:
+            started = time.monotonic()
+            assert first.stop() == 0
+            assert time.monotonic() - started < DOWNLOAD_DELAY_SECONDS
+        first.wait_for_log('"released unfinished key"', timeout=1)
+        assert accessories_of(harbor, image) == []
+
+        with run("30") as second:
+            assert second.stop() == 0
+        assert "msg=converted" in second.log_text()
+        assert second.log_text().index("msg=converted") < second.log_text().index("msg=stopped")
+
+        with DaemonProcess(config, listen, env=SECRETS_ENV) as third:
+            third.wait_ready()
+            third.wait_for_log('"scan finished"')
+            time.sleep(0.5)
+            assert converted(third) == 0
+            assert third.stop() == 0
+    assert "missing=0" in third.wait_for_log('"scan finished"')
+    (accessory,) = accessories_of(harbor, image)
+    logged = parse_access_log(registry.log_text())
+    assert len(writes_to_manifests(logged, image.repository, [accessory])) == 1
+
+
+def test_sighup_keeps_the_old_config_when_the_new_one_is_broken_and_applies_a_valid_one(
+    harbor: RunningHarbor, admin: requests.Session, tmp_path: Path
+) -> None:
+    listen = loopback_listen()
+    robot = prepare_harbor(harbor, admin, ["kept", "added"], listen)
+    path = tmp_path / "config.yaml"
+
+    def configure(*policies: dict[str, object]) -> None:
+        serve_config(path, harbor.url, robot, list(policies), listen=listen)
+
+    configure(estargz_policy("kept", "kept"))
+    with DaemonProcess(path, listen, env=SECRETS_ENV) as daemon:
+        daemon.wait_ready()
+        daemon.wait_for_log('"scan finished"')
+        broken = {**estargz_policy("broken", "added"), "tags": ["[v*"]}
+        configure(estargz_policy("kept", "kept"), broken)
+        daemon.send(signal.SIGHUP)
+        failed = daemon.wait_for_log('"reload failed; keeping the running config"')
+        assert 'policies[1] \\"broken\\": tags[0]: invalid glob' in failed
+        assert daemon.get("/readyz").status_code == 200
+
+        kept = push_image(harbor.url, "kept/app", "v1", session=admin)
+        early = push_image(
+            harbor.url, "added/app", "v1", [[Entry("early", data=b"1")]], session=admin
+        )
+        daemon.wait_for_sample(CONVERSIONS, 1, format="estargz", result="success")
+        assert len(accessories_of(harbor, kept)) == 1
+
+        configure(estargz_policy("kept", "kept"), estargz_policy("added", "added"))
+        seen = daemon.log_line_count()
+        daemon.send(signal.SIGHUP)
+        daemon.wait_for_log("msg=reloaded", after=seen)
+        late = push_image(
+            harbor.url, "added/app", "v2", [[Entry("late", data=b"2")]], session=admin
+        )
+        daemon.wait_for_sample(CONVERSIONS, 2, format="estargz", result="success")
+        assert len(accessories_of(harbor, late)) == 1
+        # Pushed while the broken config was refused: the old policies did not want it.
+        assert accessories_of(harbor, early) == []
+        assert daemon.process.poll() is None
+        assert daemon.stop() == 0
+
+
+class NotifyListener:
+    """A unix datagram socket standing in for systemd's notify socket."""
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / "notify"
+        self.messages: list[list[str]] = []
+        self._lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._sock.bind(str(self.path))
+        self._sock.settimeout(0.1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._sock.recv(4096)
+            except TimeoutError:
+                continue
+            with self._lock:
+                self.messages.append(data.decode().split("\n"))
+
+    def received(self) -> list[list[str]]:
+        with self._lock:
+            return list(self.messages)
+
+    def wait_for(self, field: str, timeout: float = 15.0, *, count: int = 1) -> list[list[str]]:
+        def enough() -> list[list[str]] | None:
+            found = [
+                m for m in self.received() if field in m or any(f.startswith(field) for f in m)
+            ]
+            return found if len(found) >= count else None
+
+        return wait_until(enough, timeout, f"{count} notify messages with {field!r}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sock.close()
+
+
+@pytest.fixture
+def notify() -> Iterator[NotifyListener]:
+    # A unix socket path is limited to 107 bytes: pytest's tmp_path can be longer.
+    with tempfile.TemporaryDirectory(prefix="acceld-notify-") as directory:
+        listener = NotifyListener(Path(directory))
+        yield listener
+        listener.close()
+
+
+def test_sd_notify_ready_status_watchdog_reloading_and_stopping(
+    harbor: RunningHarbor, admin: requests.Session, tmp_path: Path, notify: NotifyListener
+) -> None:
+    listen = loopback_listen()
+    robot = prepare_harbor(harbor, admin, ["notified"], listen)
+    config = serve_config(
+        tmp_path / "config.yaml",
+        harbor.url,
+        robot,
+        [estargz_policy("n", "notified")],
+        listen=listen,
+    )
+    env = {**SECRETS_ENV, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
+    with DaemonProcess(config, listen, env=env) as daemon:
+        daemon.wait_ready()
+        (ready,) = notify.wait_for("READY=1")
+        assert ready == ["READY=1", "STATUS=serving"]
+        statuses = notify.wait_for("STATUS=queue:")
+        assert statuses[0] == ["STATUS=queue: 0 pending, 0 in progress, 0 quarantined"]
+        notify.wait_for("WATCHDOG=1", count=3, timeout=5)
+
+        before = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        daemon.send(signal.SIGHUP)
+        (reloading,) = notify.wait_for("RELOADING=1")
+        after = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000
+        assert reloading[0] == "RELOADING=1"
+        name, _, usec = reloading[1].partition("=")
+        assert name == "MONOTONIC_USEC"
+        assert before <= int(usec) <= after
+        notify.wait_for("READY=1", count=2)
+
+        assert daemon.stop() == 0
+    messages = notify.received()
+    assert messages[-1] == ["STOPPING=1"]
+    firsts = [m[0] for m in messages]
+    assert firsts.index("READY=1") < firsts.index("RELOADING=1") < firsts.index("STOPPING=1")
