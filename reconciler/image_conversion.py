@@ -133,6 +133,8 @@ class ConversionResult:
 
 def target_tags(source_tags: Sequence[str], suffix: str) -> tuple[str, ...]:
     """`<tag><suffix>` for each source tag, refusing results that are not valid tags."""
+    if not suffix:
+        raise InvalidTarget("the tag suffix is empty: the converted tag would replace the original")
     out = []
     for tag in source_tags:
         target = tag + suffix
@@ -173,6 +175,8 @@ def convert_image(
     where = f"{repository}@{fetched.digest}"
     content = fetched.content
     _refuse_non_original(content, where)
+    for tag in tags:
+        _check_tag_is_ours_to_move(registry, repository, tag)
     context = _Context(registry, repository, format, options, work_dir, layer_cache, progress)
     converted_content: Manifest | Index
     if isinstance(content, Index):
@@ -383,6 +387,23 @@ def _push(
 def _descriptor(content: Manifest | Index) -> Descriptor:
     raw = content.encode()
     return Descriptor(content.media_type, sha256_digest(raw), len(raw))
+
+
+def _check_tag_is_ours_to_move(registry: RegistryClient, repository: str, tag: str) -> None:
+    """Refuse a target tag that names something other than an accelerated copy.
+
+    Moving `v1-esgz` from the copy of an older `v1` to the new one is the point of the tag; but
+    a user's own image that happens to be called `v1-esgz` is an original and is never touched.
+    """
+    if registry.head_manifest(repository, tag) is None:
+        return
+    existing = registry.get_manifest(repository, tag)
+    content = existing.content
+    if content.subject is None and ANNOTATION_SOURCE_DIGEST not in content.annotations:
+        raise InvalidTarget(
+            f"{repository}:{tag} already names {existing.digest}, which is not an accelerated "
+            "copy (no subject, no source annotation); refusing to move the tag of an original"
+        )
 
 
 def _tag_points_at(registry: RegistryClient, repository: str, tag: str, digest: str) -> bool:

@@ -81,6 +81,9 @@ def _check(
     registry: RunningRegistry, repository: str, original_ref: str, converted_digest: str
 ) -> list[EstargzBlob]:
     original = pull_manifest(registry.url, repository, original_ref)
+    assert (
+        fallback_referrers(registry.url, repository, original.digest).count(converted_digest) == 1
+    )
     with tempfile.TemporaryDirectory() as scratch:
         return check_converted_manifest(
             registry.url, repository, converted_digest, original, ACCELD_VERSION, Path(scratch)
@@ -503,6 +506,44 @@ def test_unknown_format_is_refused_before_any_request(
         convert_image(
             client, "conv/none", "v1", "nydus", OPTIONS, work_dir=work_dir, layer_cache=store
         )
+
+
+def test_target_tag_moves_when_the_original_tag_moves(
+    registry: RunningRegistry, convert: Convert
+) -> None:
+    repo = "conv/moving"
+    base, _ = sample_layers()
+    push_image(registry.url, repo, "v1", [base])
+    first = convert(repo, "v1")
+    second_image = push_image(registry.url, repo, "v1", [[Entry("new", data=b"new\n")]])
+
+    second = convert(repo, "v1")
+
+    assert second.original_digest == second_image.digest
+    assert second.converted_digest != first.converted_digest
+    assert pull_manifest(registry.url, repo, "v1-esgz").digest == second.converted_digest
+
+
+@pytest.mark.parametrize(
+    ("suffix", "message"),
+    [
+        ("-esgz", "names sha256:[0-9a-f]+, which is not an accelerated copy"),
+        ("", "the tag suffix is empty"),
+    ],
+)
+def test_a_tag_naming_an_original_is_never_moved(
+    registry: RunningRegistry, convert: Convert, suffix: str, message: str
+) -> None:
+    repo = "conv/taken"
+    push_image(registry.url, repo, "v1")
+    users_own = push_image(registry.url, repo, "v1-esgz", [[Entry("mine", data=b"mine\n")]])
+    writes = write_count(registry.log_text(), repo)
+
+    with pytest.raises(InvalidTarget, match=message):
+        convert(repo, "v1", ConversionOptions(tag_suffix=suffix))
+
+    assert write_count(registry.log_text(), repo) == writes
+    assert pull_manifest(registry.url, repo, "v1-esgz").digest == users_own.digest
 
 
 def test_target_tags_append_the_suffix_and_refuse_invalid_results() -> None:

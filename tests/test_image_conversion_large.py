@@ -18,7 +18,11 @@ from harbor_api.transport import TlsOptions
 from harbor_api.version import ACCELD_VERSION
 from reconciler.image_conversion import ConversionOptions, ConversionResult, convert_image
 from reconciler.sqlite_store import SqliteStateStore
-from tests.support.converted_images import check_converted_manifest, pull_manifest
+from tests.support.converted_images import (
+    check_converted_manifest,
+    fallback_referrers,
+    pull_manifest,
+)
 from tests.support.images import (
     Entry,
     image_config,
@@ -51,6 +55,7 @@ def _convert(registry: RunningRegistry, repository: str, work_dir: Path) -> Conv
 
 def _check(registry: RunningRegistry, repository: str, digest: str, scratch: Path) -> None:
     original = pull_manifest(registry.url, repository, "v1")
+    assert fallback_referrers(registry.url, repository, original.digest) == [digest]
     scratch.mkdir(exist_ok=True)
     check_converted_manifest(registry.url, repository, digest, original, ACCELD_VERSION, scratch)
 
