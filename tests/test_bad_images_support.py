@@ -139,7 +139,7 @@ def test_bomb_inflates_to_its_size_from_a_tiny_blob_with_a_true_diff_id(
     assert inflated == tar_size
     config = json.loads(blob(registry, "bad/bomb", bad.image.manifest["config"]["digest"]))
     assert config["rootfs"]["diff_ids"] == ["sha256:" + tar_hash.hexdigest()]
-    message = rejection(registry, bad, tmp_path, max_uncompressed_size=64 << 20)
+    message = rejection(registry, bad, tmp_path, max_uncompressed_size=8 << 20)
     assert bad.reason.lower() in message.lower()
 
 
