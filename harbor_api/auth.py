@@ -26,6 +26,8 @@ DEFAULT_TOKEN_SECONDS = 60
 # A token is renewed this long before it expires (never more than a tenth of its lifetime).
 RENEW_EARLY_SECONDS = 30.0
 CATALOG_SCOPE = "registry:catalog:*"
+# One token per repository is cached; a scan over many repositories must not grow it forever.
+MAX_CACHED_TOKENS = 1024
 
 _PARAM = re.compile(r'\s*([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)\s*')
 _SCHEME = re.compile(r"\s*([A-Za-z0-9!#$%&'*+.^_`|~-]+)(?:\s+|$)")
@@ -196,6 +198,8 @@ class RegistryAuth:
                 return self._credentials is not None and not (
                     sent and known is not None and known.scheme == "basic"
                 )
+            if len(self._wanted) >= MAX_CACHED_TOKENS:
+                self._wanted.clear()
             self._wanted[scopes] = merge_scopes((*scopes, *challenge.scopes))
             self._tokens.pop((challenge.realm, challenge.service, scopes), None)
             return True
@@ -209,6 +213,11 @@ class RegistryAuth:
             return cached.value
         token = self._fetch_token(challenge, wanted)
         with self._lock:
+            if len(self._tokens) >= MAX_CACHED_TOKENS:
+                now = self._clock()
+                self._tokens = {k: t for k, t in self._tokens.items() if t.renew_at > now}
+                if len(self._tokens) >= MAX_CACHED_TOKENS:
+                    self._tokens.clear()
             self._tokens[key] = token
         return token.value
 
