@@ -412,12 +412,16 @@ class BlobTransfer:
             return self._start_upload(repository), 0
         response.close()
         end = range_end(response.headers.get("Range"))
-        offset = 0 if end is None or end == 0 else end + 1
         location = urljoin(location, response.headers.get("Location") or location)
-        if offset == 0 and end == 0:
-            # "0-0" means nothing or one byte; only a fresh upload is unambiguous.
+        if end is None or end == 0:
+            # No Range, or "0-0" (nothing or one byte): only a fresh upload is unambiguous.
             self._cancel(repository, location)
-            location = self._start_upload(repository)
+            log.warning(
+                "upload offset unknown, restarting the upload",
+                extra={"repository": repository, "error": str(cause)},
+            )
+            return self._start_upload(repository), 0
+        offset = end + 1
         log.warning(
             "resuming interrupted upload",
             extra={"repository": repository, "offset": offset, "error": str(cause)},

@@ -270,3 +270,35 @@ def test_interrupted_chunk_resumes_from_the_offset_the_registry_reports() -> Non
         c.request.headers["Content-Range"] for c in responses.calls if c.request.method == "PATCH"
     ]
     assert ranges == ["0-4095", "4096-8191", "5096-9191", "9192-10239"]
+
+
+@responses.activate
+def test_interrupted_upload_with_ambiguous_offset_restarts_in_a_new_session() -> None:
+    data = bytes(range(256)) * 32  # 8192 bytes, chunks of 4096
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    sessions = iter(["u1", "u2"])
+    responses.add_callback(
+        responses.POST,
+        f"{BASE}/app/blobs/uploads/",
+        callback=lambda request: (202, {"Location": f"/v2/app/blobs/uploads/{next(sessions)}"}, ""),
+    )
+    responses.patch(f"{BASE}/app/blobs/uploads/u1", body=requests.ConnectionError("reset"))
+    responses.get(f"{BASE}/app/blobs/uploads/u1", status=204, headers={"Range": "0-0"})
+    responses.delete(f"{BASE}/app/blobs/uploads/u1", status=204)
+    responses.patch(f"{BASE}/app/blobs/uploads/u2", status=202)
+    responses.put(f"{BASE}/app/blobs/uploads/u2", status=201)
+    client = RegistryClient(HOST, retry=FAST, chunk_size=4096, monolithic_limit=1024)
+    client.upload_blob("app", data, digest, len(data))
+    calls = [
+        (c.request.method, c.request.url.split("?")[0].rsplit("/", 1)[-1]) for c in responses.calls
+    ]
+    assert calls == [
+        ("POST", ""),
+        ("PATCH", "u1"),
+        ("GET", "u1"),
+        ("DELETE", "u1"),
+        ("POST", ""),
+        ("PATCH", "u2"),
+        ("PATCH", "u2"),
+        ("PUT", "u2"),
+    ]
