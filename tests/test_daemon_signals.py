@@ -27,31 +27,14 @@ from tests.support.daemon_process import (
     wait_until,
 )
 from tests.support.fault_proxy import Fault, FaultProxy, FaultRule
-from tests.support.harbor_emulator import (
-    ADMIN,
-    ADMIN_PASSWORD,
-    RunningHarbor,
-    harbor_session,
-    start_harbor_emulator,
-)
+from tests.support.harbor_emulator import RunningHarbor
 from tests.support.images import Entry, push_image
 from tests.support.registry_log import parse_access_log, writes_to_manifests
 from tests.support.registry_server import RunningRegistry
 
+pytest_plugins = ("tests.support.harbor_fixtures",)
 CONVERSIONS = "acceld_conversions_total"
 DOWNLOAD_DELAY_SECONDS = 5.0
-
-
-@pytest.fixture
-def harbor(registry: RunningRegistry) -> Iterator[RunningHarbor]:
-    running = start_harbor_emulator(registry.url)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def admin() -> requests.Session:
-    return harbor_session(ADMIN, ADMIN_PASSWORD)
 
 
 def converted(daemon: DaemonProcess) -> float:

@@ -3,10 +3,8 @@ conversions, webhook auth is enforced, duplicate deliveries convert once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 
 from tests.support.daemon_process import (
@@ -20,31 +18,14 @@ from tests.support.daemon_process import (
     sample,
     serve_config,
 )
-from tests.support.harbor_emulator import (
-    ADMIN,
-    ADMIN_PASSWORD,
-    RunningHarbor,
-    harbor_session,
-    start_harbor_emulator,
-)
+from tests.support.harbor_emulator import RunningHarbor
 from tests.support.images import push_image
 from tests.support.registry_log import parse_access_log, writes_to_manifests
 from tests.support.registry_server import RunningRegistry
 
+pytest_plugins = ("tests.support.harbor_fixtures",)
 CONVERSIONS = "acceld_conversions_total"
 WEBHOOKS = "acceld_webhook_requests_total"
-
-
-@pytest.fixture
-def harbor(registry: RunningRegistry) -> Iterator[RunningHarbor]:
-    running = start_harbor_emulator(registry.url)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def admin() -> requests.Session:
-    return harbor_session(ADMIN, ADMIN_PASSWORD)
 
 
 def start_daemon(
