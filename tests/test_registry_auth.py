@@ -158,3 +158,33 @@ def test_anonymous_on_token_registry_is_unauthorized(token_registry: RunningRegi
 def test_client_repr_names_the_host_only() -> None:
     client = RegistryClient("h.example", credentials=Credentials("alice", "s3cret-Pa55"))
     assert repr(client) == "RegistryClient('h.example')"
+
+
+def test_delete_asks_for_the_delete_action(
+    token_registry: RunningRegistry, token_server: TokenServer
+) -> None:
+    client = _client(token_registry)
+    session = requests.Session()
+    token = token_server.issue(
+        "alice", ("repository:auth/delete:pull,push",), "acceld-test-registry"
+    )
+    session.headers["Authorization"] = f"Bearer {token['token']}"
+    image = push_image(token_registry.url, "auth/delete", "v1", session=session)
+    before = len(token_server.requests)
+    client.delete_manifest("auth/delete", image.digest)
+    assert [r.scopes for r in token_server.requests[before:]] == [
+        ("repository:auth/delete:delete",)
+    ]
+    assert client.head_manifest("auth/delete", image.digest) is None
+
+
+def test_observer_sees_bounded_endpoint_labels(token_registry: RunningRegistry) -> None:
+    seen: list[tuple[str, str]] = []
+    client = RegistryClient(
+        token_registry.host,
+        credentials=Credentials("alice", USERS["alice"]),
+        tls=PLAIN,
+        observer=lambda endpoint, code, seconds: seen.append((endpoint, code)),
+    )
+    assert client.head_manifest("auth/observed", "v1") is None
+    assert seen == [("manifest_head", "401"), ("token", "200"), ("manifest_head", "404")]

@@ -302,3 +302,15 @@ def test_interrupted_upload_with_ambiguous_offset_restarts_in_a_new_session() ->
         ("PATCH", "u2"),
         ("PUT", "u2"),
     ]
+
+
+@responses.activate
+def test_range_ignored_by_the_server_still_gives_the_tail_and_is_verified() -> None:
+    data = bytes(range(200))
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    responses.get(f"{BASE}/app/blobs/{digest}", body=data, status=200)
+    with _client().open_blob("app", digest, start=150) as stream:
+        assert stream.read() == data[150:]
+    responses.replace(responses.GET, f"{BASE}/app/blobs/{digest}", body=data[:-1] + b"!")
+    with pytest.raises(DigestMismatch), _client().open_blob("app", digest, start=150) as stream:
+        stream.read()
