@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -278,7 +278,7 @@ def _write_blob(
         members.flush()
     finally:
         members.close()
-    toc_json = encode_toc(_with_offsets(state))
+    toc_json = encode_toc(state.toc, _payload_locations(state))
     toc_tar = (
         th.encode_header(th.TarHeader(name=TOC_NAME, typeflag=th.REG, size=len(toc_json)))
         + toc_json
@@ -298,19 +298,18 @@ def _write_blob(
     )
 
 
-def _with_offsets(state: _BlobState) -> list[TocEntry]:
-    toc = list(state.toc)
+def _payload_locations(state: _BlobState) -> dict[int, tuple[int, str]]:
     offsets = state.members.offsets
     digests = state.members.prefix_digests
-    for ref in state.payloads:
-        entry = replace(toc[ref.toc_index], offset=offsets[ref.member])
-        if ref.digest_from_member:
-            entry = replace(entry, chunk_digest=digests[ref.member])
-        toc[ref.toc_index] = entry
-    return toc
+    return {
+        ref.toc_index: (offsets[ref.member], digests[ref.member] if ref.digest_from_member else "")
+        for ref in state.payloads
+    }
 
 
-def _toc_entry(entry: _Spilled, owners: _Owners) -> TocEntry:
+def _toc_entry(
+    entry: _Spilled, owners: _Owners, chunk_size: int = 0, chunk_digest: str = ""
+) -> TocEntry:
     header = entry.header
     regular = header.typeflag in th.REGULAR_TYPES
     device = header.typeflag in (th.CHAR, th.BLOCKDEV)
@@ -329,6 +328,8 @@ def _toc_entry(entry: _Spilled, owners: _Owners) -> TocEntry:
         dev_minor=header.devminor if device else 0,
         xattrs=tuple(sorted((display(key), value) for key, value in header.xattrs().items())),
         digest=(entry.digest or _EMPTY_DIGEST) if regular else "",
+        chunk_size=chunk_size,
+        chunk_digest=chunk_digest,
     )
 
 
@@ -337,9 +338,8 @@ def _write_entry(
 ) -> None:
     header = entry.header
     state.append(th.encode_header(header))
-    base = _toc_entry(entry, owners)
     if header.typeflag not in th.REGULAR_TYPES or header.size == 0:
-        state.toc.append(base)
+        state.toc.append(_toc_entry(entry, owners))
         return
     chunked = header.size > chunk_size
     for chunk_offset in range(0, header.size, chunk_size):
@@ -350,10 +350,10 @@ def _write_entry(
         size = chunk_size if header.size - chunk_offset >= chunk_size else 0
         digest = "" if chunked else entry.digest
         if chunk_offset == 0:
-            toc_entry = replace(base, chunk_size=size, chunk_digest=digest)
+            toc_entry = _toc_entry(entry, owners, size, digest)
         else:
             toc_entry = TocEntry(
-                name=base.name, type="chunk", chunk_offset=chunk_offset, chunk_size=size
+                name=display(header.name), type="chunk", chunk_offset=chunk_offset, chunk_size=size
             )
         state.payloads.append(_PayloadRef(len(state.toc), member, chunked))
         state.toc.append(toc_entry)

@@ -114,12 +114,17 @@ def is_zero_block(block: bytes) -> bool:
     return block.count(0) == BLOCK
 
 
+def _signed_checksum(block: bytes) -> int:
+    """The checksum some old tars computed with signed chars."""
+    fields = block[:148] + b" " * 8 + block[156:]
+    return sum(byte - 256 if byte & 0x80 else byte for byte in fields)
+
+
 def parse_block(block: bytes) -> RawHeader:
     """Decode one header block, checking its checksum."""
     stored = parse_number(block[148:156], "chksum")
-    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
-    signed = unsigned - sum(256 for byte in block[:148] + block[156:] if byte & 0x80)
-    if stored not in (unsigned, signed):
+    unsigned = sum(block) - sum(block[148:156]) + 8 * 32
+    if stored != unsigned and stored != _signed_checksum(block):
         raise TarFormatError(f"header checksum {stored} does not match computed {unsigned}")
     name = _cstring(block[0:100])
     if block[257:265] == USTAR_MAGIC:

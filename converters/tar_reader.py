@@ -23,6 +23,7 @@ class TarReader:
         self._source = source
         self._limits = limits
         self._buffer = b""
+        self._position = 0
         self._remaining = 0
         self._padding = 0
         self.entries = 0
@@ -32,15 +33,24 @@ class TarReader:
     @property
     def offset(self) -> int:
         """Offset in the decompressed tar of the next byte this reader will consume."""
-        return self._source.offset - len(self._buffer)
+        return self._source.offset - (len(self._buffer) - self._position)
 
     def _read(self, size: int) -> bytes:
-        while len(self._buffer) < size:
-            data = self._source.read(max(size - len(self._buffer), _PIECE))
-            if not data:
-                break
-            self._buffer += data
-        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        available = len(self._buffer) - self._position
+        if available < size:
+            missing = size - available
+            pieces = [self._buffer[self._position :]]
+            while missing > 0:
+                data = self._source.read(max(missing, _PIECE))
+                if not data:
+                    break
+                pieces.append(data)
+                missing -= len(data)
+            self._buffer = b"".join(pieces)
+            self._position = 0
+        end = self._position + size
+        data = self._buffer[self._position : end]
+        self._position = min(end, len(self._buffer))
         return data
 
     def _read_exact(self, size: int, what: str) -> bytes:

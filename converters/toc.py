@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -52,8 +53,12 @@ class TocEntry:
     chunk_size: int = 0
     chunk_digest: str = ""
 
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"name": self.name, "type": self.type}
+    def fields(self, offset: int = 0, chunk_digest: str = "") -> list[tuple[str, Any]]:
+        """(JSON key, value) pairs in Go's order, zero values left out.
+
+        `offset` and `chunk_digest`, when given, stand in for the entry's own values: both are
+        only known once the members have been compressed.
+        """
         optional: list[tuple[str, Any]] = [
             ("size", self.size),
             ("modtime", self.modtime),
@@ -63,7 +68,7 @@ class TocEntry:
             ("gid", self.gid),
             ("userName", self.user_name),
             ("groupName", self.group_name),
-            ("offset", self.offset),
+            ("offset", offset or self.offset),
             ("devMajor", self.dev_major),
             ("devMinor", self.dev_minor),
             (
@@ -73,10 +78,11 @@ class TocEntry:
             ("digest", self.digest),
             ("chunkOffset", self.chunk_offset),
             ("chunkSize", self.chunk_size),
-            ("chunkDigest", self.chunk_digest),
+            ("chunkDigest", chunk_digest or self.chunk_digest),
         ]
-        data.update((key, value) for key, value in optional if value)
-        return data
+        return [("name", self.name), ("type", self.type)] + [
+            (key, value) for key, value in optional if value
+        ]
 
 
 def format_modtime(seconds: int) -> str:
@@ -89,9 +95,37 @@ def format_modtime(seconds: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def encode_toc(entries: list[TocEntry]) -> bytes:
-    document = {"version": TOC_VERSION, "entries": [entry.to_json() for entry in entries]}
-    text = json.dumps(document, indent="\t", ensure_ascii=False, separators=(",", ": "))
+_quote = json.encoder.encode_basestring  # the C encoder; json.dumps(indent=...) is pure Python
+
+
+def _value(value: str | int | dict[str, str]) -> str:
+    if isinstance(value, str):
+        return _quote(value)
+    if isinstance(value, int):
+        return str(value)
+    members = ",\n".join(f"\t\t\t\t{_quote(k)}: {_quote(v)}" for k, v in value.items())
+    return "{\n" + members + "\n\t\t\t}"
+
+
+def encode_toc(
+    entries: Sequence[TocEntry], locations: Mapping[int, tuple[int, str]] | None = None
+) -> bytes:
+    """The TOC JSON, laid out as Go's `json.MarshalIndent(toc, "", "\t")` lays it out.
+
+    `locations` maps an entry's index to its (offset, chunk digest) when known only now.
+    """
+    locations = locations or {}
+    blocks = []
+    for index, entry in enumerate(entries):
+        offset, chunk_digest = locations.get(index, (0, ""))
+        lines = ",\n".join(
+            f"\t\t\t{_quote(key)}: {_value(value)}"
+            for key, value in entry.fields(offset, chunk_digest)
+        )
+        blocks.append("\t\t{\n" + lines + "\n\t\t}")
+    text = (
+        "{\n\t" + f'"version": {TOC_VERSION},\n\t"entries": [\n' + ",\n".join(blocks) + "\n\t]\n}"
+    )
     for char, escape in (
         ("<", "\\u003c"),
         (">", "\\u003e"),
