@@ -59,6 +59,7 @@ MIB = 1 << 20
 MAX_MANIFEST_BYTES = 4 * MIB
 PAGE_SIZE = 1000
 MAX_PAGES = 10_000
+FALLBACK_UPDATE_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -362,15 +363,28 @@ class RegistryClient:
     def _add_to_fallback_index(
         self, repository: str, subject_digest: str, descriptor: Descriptor
     ) -> None:
+        """Add `descriptor` to the fallback index, reading it back to confirm it stayed.
+
+        The registry offers no conditional PUT, so another process updating the same tag can
+        overwrite our entry; reading back catches most of those races, the reconcile loop the
+        rest.
+        """
         tag = fallback_tag(subject_digest)
         with self._fallback_lock:
-            try:
-                current: Manifest | Index | None = self.get_manifest(repository, tag).content
-            except NotFound:
-                current = None
-            updated = fallback_index_with(current, descriptor)
-            if updated is not None:
+            for _ in range(FALLBACK_UPDATE_ROUNDS):
+                try:
+                    current: Manifest | Index | None = self.get_manifest(repository, tag).content
+                except NotFound:
+                    current = None
+                updated = fallback_index_with(current, descriptor)
+                if updated is None:
+                    return
                 self.put_manifest(repository, tag, updated)
+        raise RegistryError(
+            describe("PUT", self._manifest_url(repository, tag)),
+            message=f"the referrers fallback index kept losing {descriptor.digest} "
+            f"after {FALLBACK_UPDATE_ROUNDS} updates (concurrent writers)",
+        )
 
 
 def _encoded(content: Manifest | Index | bytes) -> tuple[bytes, Manifest | Index]:

@@ -314,3 +314,48 @@ def test_range_ignored_by_the_server_still_gives_the_tail_and_is_verified() -> N
     responses.replace(responses.GET, f"{BASE}/app/blobs/{digest}", body=data[:-1] + b"!")
     with pytest.raises(DigestMismatch), _client().open_blob("app", digest, start=150) as stream:
         stream.read()
+
+
+@responses.activate
+def test_fallback_entry_lost_to_a_concurrent_writer_is_added_again() -> None:
+    referrer = Manifest(_manifest().config, _manifest().layers, subject=SUBJECT)
+    raw = referrer.encode()
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    theirs = {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "9" * 64, "size": 5}
+    ours = {
+        "mediaType": OCI_MANIFEST,
+        "artifactType": OCI_CONFIG,
+        "digest": digest,
+        "size": len(raw),
+    }
+    tag_url = f"{BASE}/app/manifests/sha256-{'a' * 64}"
+    answers = iter(
+        [
+            (404, {}, ""),
+            (
+                200,
+                {"Content-Type": OCI_INDEX},
+                json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [theirs]}),
+            ),
+            (
+                200,
+                {"Content-Type": OCI_INDEX},
+                json.dumps(
+                    {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [theirs, ours]}
+                ),
+            ),
+        ]
+    )
+    responses.add_callback(responses.GET, tag_url, callback=lambda request: next(answers))
+    responses.put(f"{BASE}/app/manifests/{digest}", status=201)
+    responses.put(tag_url, status=201)
+    _client().push_referrer("app", referrer)
+    puts = [
+        json.loads(c.request.body)
+        for c in responses.calls
+        if c.request.method == "PUT" and c.request.url == tag_url
+    ]
+    assert [[m["digest"] for m in index["manifests"]] for index in puts] == [
+        [digest],
+        [theirs["digest"], digest],
+    ]
