@@ -37,6 +37,8 @@ setup(
             # The swagger contract tests validate JSON against the schemas in swagger.yaml.
             "jsonschema>=4.20",
             "import-linter>=2.0",
+            # The test token server signs registry JWTs (RS256) with a self-signed certificate.
+            "cryptography>=42",
         ],
         "dev": [
             "ruff>=0.6",
