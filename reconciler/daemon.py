@@ -9,8 +9,11 @@ RELOADING, STOPPING).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import random
+import select
 import signal
 import threading
 import time
@@ -86,8 +89,11 @@ class Daemon:
         self.queue = WorkQueue(self.runtime.store, owner_id("serve"))
         self._reconciler: Reconciler = self.runtime.reconciler()
         self._stopping = threading.Event()
-        self._terminate = threading.Event()
-        self._reload = threading.Event()
+        # Set from signal handlers, so plain flags and a pipe: an Event takes a lock that the
+        # interrupted main thread may be holding, and the handler would wait on it forever.
+        self._stop_requested = False
+        self._reload_requested = False
+        self._wake_reader, self._wake_writer = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._lock = threading.Lock()
         self._current: dict[str, Lease] = {}
         self._workers: list[threading.Thread] = []
@@ -282,10 +288,24 @@ class Daemon:
         sd_notify.ready("serving")
 
     def request_stop(self) -> None:
-        self._terminate.set()
+        self._stop_requested = True
+        self._wake()
 
     def request_reload(self) -> None:
-        self._reload.set()
+        self._reload_requested = True
+        self._wake()
+
+    def _wake(self) -> None:
+        # A full pipe holds wake-ups the loop has not read yet: it wakes anyway.
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_writer, b"\0")
+
+    def _sleep(self, seconds: float) -> None:
+        """Until `seconds` pass or a stop or reload is requested."""
+        readable, _, _ = select.select([self._wake_reader], [], [], seconds)
+        if readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_reader, 4096)
 
     def install_signal_handlers(self) -> None:
         def on_term(signum: int, frame: FrameType | None) -> None:
@@ -302,9 +322,12 @@ class Daemon:
         """The main loop until SIGTERM; returns the exit status."""
         interval = sd_notify.watchdog_interval()
         tick = min(5.0, interval / 2) if interval else 5.0
-        while not self._terminate.wait(tick * random.uniform(0.9, 1.0)):
-            if self._reload.is_set():
-                self._reload.clear()
+        while not self._stop_requested:
+            self._sleep(tick * random.uniform(0.9, 1.0))
+            if self._stop_requested:
+                break
+            if self._reload_requested:
+                self._reload_requested = False
                 self.reload()
             self._refresh_status()
             if self.healthy():
