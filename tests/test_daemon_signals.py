@@ -34,7 +34,7 @@ from tests.support.registry_server import RunningRegistry
 
 pytest_plugins = ("tests.support.harbor_fixtures",)
 CONVERSIONS = "acceld_conversions_total"
-DOWNLOAD_DELAY_SECONDS = 5.0
+DOWNLOAD_DELAY_SECONDS = 4.0
 
 
 def converted(daemon: DaemonProcess) -> float:

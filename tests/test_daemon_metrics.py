@@ -1,0 +1,139 @@
+"""What a running `acceld serve` shows the outside: its /metrics after real work (every metric
+the design names, and promtool's lint), and no secret anywhere an operator or another local
+user can read."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.daemon_process import (
+    ROBOT_SECRET,
+    SECRETS_ENV,
+    WEBHOOK_SECRET,
+    DaemonProcess,
+    estargz_policy,
+    loopback_listen,
+    prepare_harbor,
+    sample,
+    serve_config,
+)
+from tests.support.harbor_emulator import RunningHarbor
+from tests.support.images import push_image
+from tests.support.secret_scan import find_secrets, find_secrets_in_command_line
+
+pytest_plugins = ("tests.support.harbor_fixtures",)
+
+# Metric family → its label names: what DESIGN.md's metrics section asks for.
+EXPECTED_FAMILIES = {
+    "acceld_missing_conversions": {"policy", "format"},
+    "acceld_scan_last_success_timestamp_seconds": {"kind"},
+    "acceld_scan_duration_seconds": {"kind"},
+    "acceld_conversions": {"format", "result"},
+    "acceld_conversion_duration_seconds": {"format"},
+    "acceld_conversion_bytes": {"format", "direction"},
+    "acceld_queue_depth": {"state"},
+    "acceld_queue_retries": set(),
+    "acceld_webhook_requests": {"result"},
+    "acceld_source_requests": {"endpoint", "code"},
+    "acceld_source_request_duration_seconds": {"endpoint"},
+    "acceld_layer_cache_hits": {"format"},
+    "acceld_layer_cache_misses": {"format"},
+    "acceld_build_info": {"version"},
+}
+
+
+def converted_daemon(
+    harbor: RunningHarbor, admin: requests.Session, tmp: Path, *args: str
+) -> DaemonProcess:
+    """A running daemon that has converted one image it heard of by webhook."""
+    listen = loopback_listen()
+    robot = prepare_harbor(harbor, admin, ["watched"], listen)
+    config = serve_config(
+        tmp / "config.yaml",
+        harbor.url,
+        robot,
+        [estargz_policy("watched", "watched")],
+        listen=listen,
+    )
+    daemon = DaemonProcess(config, listen, env=SECRETS_ENV, args=args)
+    daemon.wait_ready()
+    daemon.wait_for_log("scan finished")
+    push_image(harbor.url, "watched/app", "v1", session=admin)
+    daemon.wait_for_sample("acceld_conversions_total", 1, format="estargz", result="success")
+    return daemon
+
+
+def test_scrape_of_a_working_daemon_has_every_designed_metric_with_its_labels(
+    harbor: RunningHarbor, admin: requests.Session, tmp_path: Path
+) -> None:
+    with converted_daemon(harbor, admin, tmp_path) as daemon:
+        text = daemon.metrics_text()
+        assert daemon.stop() == 0
+    families = {family.name: family for family in text_string_to_metric_families(text)}
+    for name, labels in EXPECTED_FAMILIES.items():
+        assert name in families, f"{name} missing from the scrape"
+        for found in families[name].samples:
+            assert set(found.labels) - {"le"} == labels, found
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value for f in families.values() for s in f.samples
+    }
+    assert sample(samples, "acceld_scan_last_success_timestamp_seconds", kind="full") > 0
+    assert (
+        "acceld_missing_conversions",
+        frozenset({"policy": "watched", "format": "estargz"}.items()),
+    ) in samples
+    assert sample(samples, "acceld_conversion_bytes_total", format="estargz", direction="read") > 0
+    assert (
+        sample(samples, "acceld_conversion_bytes_total", format="estargz", direction="written") > 0
+    )
+    assert sample(samples, "acceld_conversion_duration_seconds_count", format="estargz") == 1
+    codes = {
+        dict(labels)["code"] for name, labels in samples if name == "acceld_source_requests_total"
+    }
+    assert "200" in codes
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool is not installed (Debian package prometheus)"
+)
+def test_scrape_of_a_working_daemon_passes_promtool_check_metrics(
+    harbor: RunningHarbor, admin: requests.Session, tmp_path: Path
+) -> None:
+    with converted_daemon(harbor, admin, tmp_path) as daemon:
+        text = daemon.metrics_text()
+        assert daemon.stop() == 0
+    checked = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout + checked.stderr == ""
+
+
+def test_robot_and_webhook_secrets_never_show_in_log_metrics_or_command_line(
+    harbor: RunningHarbor, admin: requests.Session, tmp_path: Path
+) -> None:
+    secrets = (ROBOT_SECRET, WEBHOOK_SECRET)
+    with converted_daemon(harbor, admin, tmp_path, "--log-format", "json") as daemon:
+        refused = requests.post(
+            daemon.url + "/webhooks/harbor",
+            data=b"{}",
+            headers={"Authorization": WEBHOOK_SECRET[:-1], "Content-Type": "application/json"},
+            timeout=5,
+        )
+        assert refused.status_code == 401
+        seen = daemon.log_line_count()
+        daemon.send(signal.SIGHUP)
+        daemon.wait_for_log('"reloaded"', after=seen)
+        assert find_secrets_in_command_line(daemon.pid, secrets) == []
+        pages = {path: daemon.get(path).text for path in ("/metrics", "/readyz", "/healthz")}
+        assert daemon.stop() == 0
+    log = daemon.log_text()
+    assert '"msg": "converted"' in log
+    assert find_secrets({"daemon log": log, **pages}, secrets) == []
