@@ -13,6 +13,7 @@ Names, link targets and PAX values stay bytes end to end, so nothing is lost to 
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 BLOCK = 512
@@ -90,9 +91,11 @@ class RawHeader:
     devminor: int
 
 
+_FIELDS = struct.Struct("100s8s8s8s12s12s8s1s100s8s32s32s8s8s155s12x")
+
+
 def _cstring(field: bytes) -> bytes:
-    end = field.find(b"\x00")
-    return field if end < 0 else field[:end]
+    return field.split(b"\x00", 1)[0]
 
 
 def parse_number(field: bytes, what: str) -> int:
@@ -101,7 +104,7 @@ def parse_number(field: bytes, what: str) -> int:
         if field[0] == 0xFF:
             value -= 1 << (8 * (len(field) - 1))
         return value
-    text = _cstring(field).strip(b" ")
+    text = field.split(b"\x00", 1)[0].strip(b" ")
     if not text:
         return 0
     try:
@@ -126,27 +129,43 @@ def parse_block(block: bytes) -> RawHeader:
     unsigned = sum(block) - sum(block[148:156]) + 8 * 32
     if stored != unsigned and stored != _signed_checksum(block):
         raise TarFormatError(f"header checksum {stored} does not match computed {unsigned}")
-    name = _cstring(block[0:100])
-    if block[257:265] == USTAR_MAGIC:
-        prefix = _cstring(block[345:500])
+    (
+        name,
+        mode,
+        uid,
+        gid,
+        size,
+        mtime,
+        _,
+        typeflag,
+        linkname,
+        magic,
+        uname,
+        gname,
+        devmajor,
+        devminor,
+        prefix,
+    ) = _FIELDS.unpack(block)
+    name = _cstring(name)
+    if magic == USTAR_MAGIC:
+        prefix = _cstring(prefix)
         if prefix:
             name = prefix + b"/" + name
-    typeflag = block[156:157]
     if typeflag == AREG and name.endswith(b"/"):
         typeflag = DIR
     return RawHeader(
         name=name,
         typeflag=typeflag,
-        mode=parse_number(block[100:108], "mode"),
-        uid=parse_number(block[108:116], "uid"),
-        gid=parse_number(block[116:124], "gid"),
-        size=parse_number(block[124:136], "size"),
-        mtime=parse_number(block[136:148], "mtime"),
-        linkname=_cstring(block[157:257]),
-        uname=_cstring(block[265:297]),
-        gname=_cstring(block[297:329]),
-        devmajor=parse_number(block[329:337], "devmajor"),
-        devminor=parse_number(block[337:345], "devminor"),
+        mode=parse_number(mode, "mode"),
+        uid=parse_number(uid, "uid"),
+        gid=parse_number(gid, "gid"),
+        size=parse_number(size, "size"),
+        mtime=parse_number(mtime, "mtime"),
+        linkname=_cstring(linkname),
+        uname=_cstring(uname),
+        gname=_cstring(gname),
+        devmajor=parse_number(devmajor, "devmajor"),
+        devminor=parse_number(devminor, "devminor"),
     )
 
 
