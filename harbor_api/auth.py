@@ -96,6 +96,14 @@ def repository_scope(repository: str, actions: Iterable[str]) -> str:
     return f"repository:{repository}:{','.join(actions)}"
 
 
+def pull_scope(repository: str) -> str:
+    return repository_scope(repository, ("pull",))
+
+
+def push_scope(repository: str) -> str:
+    return repository_scope(repository, ("pull", "push"))
+
+
 def merge_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
     """Scopes with the actions of one resource joined, in a stable order (a cache key)."""
     actions: dict[str, set[str]] = {}

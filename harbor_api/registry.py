@@ -18,13 +18,9 @@ from urllib.parse import urljoin
 
 import requests
 
-from harbor_api.auth import CATALOG_SCOPE, RegistryAuth
-from harbor_api.blobs import (
-    BlobTransfer,
-    check_digest_argument,
-    pull_scope,
-    push_scope,
-)
+from harbor_api.auth import CATALOG_SCOPE, RegistryAuth, pull_scope, push_scope
+from harbor_api.blob_upload import BlobUploader
+from harbor_api.blobs import BlobReader, check_digest_argument
 from harbor_api.credentials import Credentials
 from harbor_api.errors import DigestMismatch, InvalidManifest, NotFound, RegistryError
 from harbor_api.oci import (
@@ -107,7 +103,8 @@ class RegistryClient:
         self._base = f"{tls.scheme}://{host}/v2"
         self._http = HttpSession(tls, timeout=timeout, retry=retry, observer=observer)
         self._auth = RegistryAuth(self._http, credentials)
-        self._blobs = BlobTransfer(
+        self._reader = BlobReader(self._auth, self._base, resume_attempts=retry.attempts)
+        self._uploader = BlobUploader(
             self._auth,
             self._base,
             chunk_size=chunk_size,
@@ -246,28 +243,28 @@ class RegistryClient:
     # Blobs
 
     def blob_exists(self, repository: str, digest: str) -> bool:
-        return self._blobs.exists(repository, digest)
+        return self._reader.exists(repository, digest)
 
     def read_blob(self, repository: str, digest: str, max_size: int) -> bytes:
         """A small blob (a config) in memory, its digest checked; `BlobTooLarge` above max."""
-        return self._blobs.read(repository, digest, max_size)
+        return self._reader.read(repository, digest, max_size)
 
     def open_blob(
         self, repository: str, digest: str, start: int = 0
     ) -> AbstractContextManager[BinaryIO]:
         """A stream of the blob from `start`; read from 0, its digest is checked at the end."""
-        return self._blobs.open(repository, digest, start)
+        return self._reader.open(repository, digest, start)
 
     def download_blob(self, repository: str, digest: str, path: Path) -> int:
-        return self._blobs.download(repository, digest, path)
+        return self._reader.download(repository, digest, path)
 
     def upload_blob(self, repository: str, source: Path | bytes, digest: str, size: int) -> None:
         """Upload a blob: monolithic up to `monolithic_limit`, else resumable chunks."""
-        self._blobs.upload(repository, source, digest, size)
+        self._uploader.upload(repository, source, digest, size)
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
         """Link a blob from another repository; False when the registry would not."""
-        return self._blobs.mount(repository, digest, from_repository)
+        return self._uploader.mount(repository, digest, from_repository)
 
     # Listings
 

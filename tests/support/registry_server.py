@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -36,6 +37,15 @@ class RunningRegistry:
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def log_search(self, pattern: str, timeout: float = 5.0) -> re.Match[str] | None:
+        """The first match of `pattern` in the access log, waiting for lines still being written."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(pattern, self.log_text())
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.02)
 
     def stop(self) -> None:
         if self.process.poll() is None:
