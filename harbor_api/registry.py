@@ -22,7 +22,13 @@ from harbor_api.auth import CATALOG_SCOPE, RegistryAuth, pull_scope, push_scope
 from harbor_api.blob_upload import BlobUploader
 from harbor_api.blobs import BlobReader, check_digest_argument
 from harbor_api.credentials import Credentials
-from harbor_api.errors import DigestMismatch, InvalidManifest, NotFound, RegistryError
+from harbor_api.errors import (
+    DigestMismatch,
+    InvalidManifest,
+    NotFound,
+    RegistryError,
+    Unreachable,
+)
 from harbor_api.oci import (
     MANIFEST_ACCEPT,
     OCI_INDEX,
@@ -405,10 +411,8 @@ def _read_bounded(response: requests.Response, limit: int, what: str) -> bytes:
                     what, response.status_code, message=f"manifest exceeds {limit} bytes"
                 )
     except requests.RequestException as exc:
-        raise RegistryError(
-            what,
-            response.status_code,
-            message=f"connection broken while reading ({type(exc).__name__})",
+        raise Unreachable(
+            what, message=f"connection broken while reading ({type(exc).__name__})"
         ) from exc
     return bytes(data)
 
