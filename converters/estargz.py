@@ -115,8 +115,8 @@ def convert_layer(
 ) -> ConvertedLayer:
     """Write the eStargz form of the layer read from `source` to `dest`.
 
-    Raises `LayerRejected` when the source is not a sound layer; `dest` then holds partial
-    output the caller must discard.
+    Raises `LayerRejected` when the source is not a sound layer. Every check runs in the
+    first pass, so a rejected layer leaves `dest` untouched.
     """
     with tempfile.TemporaryFile(dir=work_dir, prefix="estargz-spill-") as spill:
         entries = _spill_layer(source, spill, options)
