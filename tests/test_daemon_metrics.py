@@ -15,14 +15,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.daemon_process import (
     ROBOT_SECRET,
-    SECRETS_ENV,
     WEBHOOK_SECRET,
     DaemonProcess,
     estargz_policy,
-    loopback_listen,
-    prepare_harbor,
+    parse_samples,
     sample,
-    serve_config,
+    set_up_serving,
 )
 from tests.support.harbor_emulator import RunningHarbor
 from tests.support.images import push_image
@@ -53,37 +51,32 @@ def converted_daemon(
     harbor: RunningHarbor, admin: requests.Session, tmp: Path, *args: str
 ) -> DaemonProcess:
     """A running daemon that has converted one image it heard of by webhook."""
-    listen = loopback_listen()
-    robot = prepare_harbor(harbor, admin, ["watched"], listen)
-    config = serve_config(
-        tmp / "config.yaml",
-        harbor.url,
-        robot,
-        [estargz_policy("watched", "watched")],
-        listen=listen,
-    )
-    daemon = DaemonProcess(config, listen, env=SECRETS_ENV, args=args)
-    daemon.wait_ready()
+    policies = [estargz_policy("watched", "watched")]
+    daemon = set_up_serving(harbor, admin, tmp, ["watched"], policies).start(args=args)
     daemon.wait_for_log("scan finished")
     push_image(harbor.url, "watched/app", "v1", session=admin)
     daemon.wait_for_sample("acceld_conversions_total", 1, format="estargz", result="success")
     return daemon
 
 
-def test_scrape_of_a_working_daemon_has_every_designed_metric_with_its_labels(
-    harbor: RunningHarbor, admin: requests.Session, tmp_path: Path
-) -> None:
+@pytest.fixture
+def scrape(harbor: RunningHarbor, admin: requests.Session, tmp_path: Path) -> str:
+    """/metrics of a daemon that converted an image, then stopped cleanly."""
     with converted_daemon(harbor, admin, tmp_path) as daemon:
         text = daemon.metrics_text()
         assert daemon.stop() == 0
-    families = {family.name: family for family in text_string_to_metric_families(text)}
+    return text
+
+
+def test_scrape_of_a_working_daemon_has_every_designed_metric_with_its_labels(
+    scrape: str,
+) -> None:
+    families = {family.name: family for family in text_string_to_metric_families(scrape)}
     for name, labels in EXPECTED_FAMILIES.items():
         assert name in families, f"{name} missing from the scrape"
         for found in families[name].samples:
             assert set(found.labels) - {"le"} == labels, found
-    samples = {
-        (s.name, frozenset(s.labels.items())): s.value for f in families.values() for s in f.samples
-    }
+    samples = parse_samples(scrape)
     assert sample(samples, "acceld_scan_last_success_timestamp_seconds", kind="full") > 0
     assert (
         "acceld_missing_conversions",
@@ -103,14 +96,9 @@ def test_scrape_of_a_working_daemon_has_every_designed_metric_with_its_labels(
 @pytest.mark.skipif(
     shutil.which("promtool") is None, reason="promtool is not installed (Debian package prometheus)"
 )
-def test_scrape_of_a_working_daemon_passes_promtool_check_metrics(
-    harbor: RunningHarbor, admin: requests.Session, tmp_path: Path
-) -> None:
-    with converted_daemon(harbor, admin, tmp_path) as daemon:
-        text = daemon.metrics_text()
-        assert daemon.stop() == 0
+def test_scrape_of_a_working_daemon_passes_promtool_check_metrics(scrape: str) -> None:
     checked = subprocess.run(
-        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60
+        ["promtool", "check", "metrics"], input=scrape, capture_output=True, text=True, timeout=60
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout + checked.stderr == ""

@@ -16,14 +16,12 @@ import pytest
 import requests
 
 from tests.support.daemon_process import (
-    SECRETS_ENV,
     DaemonProcess,
     accessories_of,
     estargz_policy,
-    loopback_listen,
-    prepare_harbor,
+    replace_policies,
     sample,
-    serve_config,
+    set_up_serving,
     wait_until,
 )
 from tests.support.fault_proxy import Fault, FaultProxy, FaultRule
@@ -44,28 +42,21 @@ def converted(daemon: DaemonProcess) -> float:
 def test_sigterm_mid_conversion_gives_the_key_back_and_a_restart_converts_it_once(
     registry: RunningRegistry, harbor: RunningHarbor, admin: requests.Session, tmp_path: Path
 ) -> None:
-    listen = loopback_listen()
-    robot = prepare_harbor(harbor, admin, ["slow"], listen)
-    image = push_image(harbor.url, "slow/app", "v1", session=admin)
-    # Every read of the first layer stalls, so a conversion is surely running when SIGTERM comes.
-    rule = FaultRule(
-        Fault.SLOW,
-        methods=frozenset({"GET"}),
-        path=f"/blobs/{image.layer_digests[0]}$",
-        delay_seconds=DOWNLOAD_DELAY_SECONDS,
-    )
-    with FaultProxy(harbor.host, [rule]) as proxy:
-        config = serve_config(
-            tmp_path / "config.yaml",
-            proxy.url,
-            robot,
-            [estargz_policy("slow", "slow")],
-            listen=listen,
+    with FaultProxy(harbor.host) as proxy:
+        policies = [estargz_policy("slow", "slow")]
+        setup = set_up_serving(harbor, admin, tmp_path, ["slow"], policies, source_url=proxy.url)
+        image = push_image(harbor.url, "slow/app", "v1", session=admin)
+        # Every read of its first layer stalls, so a conversion is surely running at SIGTERM.
+        rule = FaultRule(
+            Fault.SLOW,
+            methods=frozenset({"GET"}),
+            path=f"/blobs/{image.layer_digests[0]}$",
+            delay_seconds=DOWNLOAD_DELAY_SECONDS,
         )
+        proxy.set_rules([rule])
 
         def run(grace: str) -> DaemonProcess:
-            daemon = DaemonProcess(config, listen, env=SECRETS_ENV, args=("--grace-seconds", grace))
-            daemon.wait_ready()
+            daemon = setup.start(args=("--grace-seconds", grace))
             daemon.wait_for_log('"reconcile started"')
             time.sleep(1)
             assert converted(daemon) == 0
@@ -83,8 +74,7 @@ def test_sigterm_mid_conversion_gives_the_key_back_and_a_restart_converts_it_onc
         assert "msg=converted" in second.log_text()
         assert second.log_text().index("msg=converted") < second.log_text().index("msg=stopped")
 
-        with DaemonProcess(config, listen, env=SECRETS_ENV) as third:
-            third.wait_ready()
+        with setup.start() as third:
             third.wait_for_log('"scan finished"')
             time.sleep(0.5)
             assert converted(third) == 0
@@ -98,19 +88,12 @@ def test_sigterm_mid_conversion_gives_the_key_back_and_a_restart_converts_it_onc
 def test_sighup_keeps_the_old_config_when_the_new_one_is_broken_and_applies_a_valid_one(
     harbor: RunningHarbor, admin: requests.Session, tmp_path: Path
 ) -> None:
-    listen = loopback_listen()
-    robot = prepare_harbor(harbor, admin, ["kept", "added"], listen)
-    path = tmp_path / "config.yaml"
-
-    def configure(*policies: dict[str, object]) -> None:
-        serve_config(path, harbor.url, robot, list(policies), listen=listen)
-
-    configure(estargz_policy("kept", "kept"))
-    with DaemonProcess(path, listen, env=SECRETS_ENV) as daemon:
-        daemon.wait_ready()
+    kept_policy = estargz_policy("kept", "kept")
+    setup = set_up_serving(harbor, admin, tmp_path, ["kept", "added"], [kept_policy])
+    with setup.start() as daemon:
         daemon.wait_for_log('"scan finished"')
         broken = {**estargz_policy("broken", "added"), "tags": ["[v*"]}
-        configure(estargz_policy("kept", "kept"), broken)
+        replace_policies(setup.config, [kept_policy, broken])
         daemon.send(signal.SIGHUP)
         failed = daemon.wait_for_log('"reload failed; keeping the running config"')
         assert 'policies[1] \\"broken\\": tags[0]: invalid glob' in failed
@@ -123,7 +106,7 @@ def test_sighup_keeps_the_old_config_when_the_new_one_is_broken_and_applies_a_va
         daemon.wait_for_sample(CONVERSIONS, 1, format="estargz", result="success")
         assert len(accessories_of(harbor, kept)) == 1
 
-        configure(estargz_policy("kept", "kept"), estargz_policy("added", "added"))
+        replace_policies(setup.config, [kept_policy, estargz_policy("added", "added")])
         seen = daemon.log_line_count()
         daemon.send(signal.SIGHUP)
         daemon.wait_for_log("msg=reloaded", after=seen)
@@ -192,18 +175,9 @@ def notify() -> Iterator[NotifyListener]:
 def test_sd_notify_ready_status_watchdog_reloading_and_stopping(
     harbor: RunningHarbor, admin: requests.Session, tmp_path: Path, notify: NotifyListener
 ) -> None:
-    listen = loopback_listen()
-    robot = prepare_harbor(harbor, admin, ["notified"], listen)
-    config = serve_config(
-        tmp_path / "config.yaml",
-        harbor.url,
-        robot,
-        [estargz_policy("n", "notified")],
-        listen=listen,
-    )
-    env = {**SECRETS_ENV, "NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
-    with DaemonProcess(config, listen, env=env) as daemon:
-        daemon.wait_ready()
+    setup = set_up_serving(harbor, admin, tmp_path, ["notified"], [estargz_policy("n", "notified")])
+    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"}
+    with setup.start(env=env) as daemon:
         (ready,) = notify.wait_for("READY=1")
         assert ready == ["READY=1", "STATUS=serving"]
         statuses = notify.wait_for("STATUS=queue:")

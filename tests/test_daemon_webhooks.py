@@ -8,15 +8,12 @@ from pathlib import Path
 import requests
 
 from tests.support.daemon_process import (
-    SECRETS_ENV,
     WEBHOOK_SECRET,
     DaemonProcess,
     accessories_of,
     estargz_policy,
-    loopback_listen,
-    prepare_harbor,
     sample,
-    serve_config,
+    set_up_serving,
 )
 from tests.support.harbor_emulator import RunningHarbor
 from tests.support.images import push_image
@@ -37,20 +34,17 @@ def start_daemon(
     incremental_interval: str = "1h",
     workers: int = 1,
 ) -> DaemonProcess:
-    listen = loopback_listen()
-    robot = prepare_harbor(harbor, admin, [project], listen)
-    config = serve_config(
-        tmp / "config.yaml",
-        harbor.url,
-        robot,
-        [estargz_policy("apps", project)],
-        listen=listen,
+    policies = [estargz_policy("apps", project)]
+    setup = set_up_serving(
+        harbor,
+        admin,
+        tmp,
+        [project],
+        policies,
         incremental_interval=incremental_interval,
         workers=workers,
     )
-    daemon = DaemonProcess(config, listen, env=SECRETS_ENV)
-    daemon.wait_ready()
-    return daemon
+    return setup.start()
 
 
 def test_pushed_image_is_converted_from_its_webhook_without_a_scan(

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TypeVar
@@ -259,3 +260,58 @@ def accessories_of(harbor: RunningHarbor, image: PushedImage) -> list[str]:
 
 def loopback_listen() -> str:
     return f"127.0.0.1:{free_port()}"
+
+
+@dataclass(frozen=True)
+class ServeSetup:
+    """A config at `config` for a daemon listening at `listen`, which Harbor's webhooks name."""
+
+    config: Path
+    listen: str
+
+    def start(
+        self, *, env: Mapping[str, str] | None = None, args: Sequence[str] = ()
+    ) -> DaemonProcess:
+        """A daemon with the secrets in its environment, once /readyz answers 200."""
+        daemon = DaemonProcess(
+            self.config, self.listen, env={**SECRETS_ENV, **(env or {})}, args=args
+        )
+        try:
+            daemon.wait_ready()
+        except BaseException:
+            daemon.__exit__(None, None, None)
+            raise
+        return daemon
+
+
+def set_up_serving(
+    harbor: RunningHarbor,
+    admin: requests.Session,
+    directory: Path,
+    projects: Sequence[str],
+    policies: list[dict[str, object]],
+    *,
+    source_url: str = "",
+    incremental_interval: str = "1h",
+    workers: int = 1,
+) -> ServeSetup:
+    """`projects` with webhooks to a free loopback port, acceld's robot, and a config in
+    `directory` reaching Harbor at `source_url` (default: the emulator itself)."""
+    listen = loopback_listen()
+    robot = prepare_harbor(harbor, admin, projects, listen)
+    config = serve_config(
+        directory / "config.yaml",
+        source_url or harbor.url,
+        robot,
+        policies,
+        listen=listen,
+        incremental_interval=incremental_interval,
+        workers=workers,
+    )
+    return ServeSetup(config, listen)
+
+
+def replace_policies(config: Path, policies: list[dict[str, object]]) -> None:
+    document = yaml.safe_load(config.read_text())
+    document["policies"] = policies
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
