@@ -183,7 +183,7 @@ class RegistryAuth:
             challenge = _preferred(parse_challenges(response.headers.get("WWW-Authenticate", "")))
             response.close()
             if attempt == 2 or not self._learn(challenge, scopes, bool(authorization)):
-                raise self._refused(error)
+                raise self._refused(error, scopes)
         raise AssertionError("unreachable")
 
     def _authorization(self, scopes: tuple[str, ...]) -> str:
@@ -252,7 +252,7 @@ class RegistryAuth:
         if response.status_code != 200:
             error = error_from_response(what, response)
             response.close()
-            raise self._refused(error)
+            raise self._refused(error, scopes)
         data = json_body(response, what)
         value = data.get("token") or data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(value, str) or not value:
@@ -265,11 +265,14 @@ class RegistryAuth:
         )
         return _Token(value, started + lifetime - min(RENEW_EARLY_SECONDS, lifetime / 10))
 
-    def _refused(self, error: RegistryError) -> Unauthorized:
+    def _refused(self, error: RegistryError, scopes: tuple[str, ...]) -> Unauthorized:
         if self._credentials is None:
             reason = "the registry requires credentials and none are configured"
         else:
             reason = f"the registry refused the credentials of user {self._credentials.username!r}"
+            if scopes:
+                # Harbor answers 401, not 403, to valid credentials that lack a permission.
+                reason += f" (wrong password, or no right to {' '.join(scopes)})"
         detail = f" ({error.message})" if error.message else ""
         return Unauthorized(error.request, error.status, error.code, reason + detail)
 

@@ -17,7 +17,7 @@ from tests.support.images import push_image
 from tests.support.registry_server import RunningRegistry
 from tests.support.token_server import TokenServer, start_token_server
 
-USERS = {"alice": "s3cret-Pa55", "robot$ci": "another-S3cret"}
+USERS = {"alice": "s3cret-Pa55", "robot$ci": "another-S3cret", "reader": "read-0nly"}
 PLAIN = TlsOptions(plain_http=True)
 
 
@@ -30,7 +30,9 @@ def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running
 
 @pytest.fixture(scope="module")
 def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenServer]:
-    server = start_token_server(tmp_path_factory.mktemp("tokens"), USERS)
+    server = start_token_server(
+        tmp_path_factory.mktemp("tokens"), USERS, pull_only=frozenset({"reader"})
+    )
     yield server
     server.stop()
 
@@ -188,3 +190,12 @@ def test_observer_sees_bounded_endpoint_labels(token_registry: RunningRegistry) 
     )
     assert client.head_manifest("auth/observed", "v1") is None
     assert seen == [("manifest_head", "401"), ("token", "200"), ("manifest_head", "404")]
+
+
+def test_missing_push_right_is_unauthorized_naming_the_scope(
+    token_registry: RunningRegistry,
+) -> None:
+    data = b"not allowed"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with pytest.raises(Unauthorized, match=r"no right to repository:auth/readonly:pull,push"):
+        _client(token_registry, "reader").upload_blob("auth/readonly", data, digest, len(data))

@@ -46,6 +46,7 @@ class TokenServer:
     users: dict[str, str]
     expires_in: int | None = 300
     anonymous_pull: bool = False
+    pull_only: frozenset[str] = frozenset()
     requests: list[TokenRequest] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -68,11 +69,9 @@ class TokenServer:
         for scope in scopes:
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
-            granted = (
-                actions.split(",")
-                if username
-                else [a for a in actions.split(",") if a == "pull" and self.anonymous_pull]
-            )
+            may_push = username is not None and username not in self.pull_only
+            may_pull = username is not None or self.anonymous_pull
+            granted = [a for a in actions.split(",") if (a == "pull" and may_pull) or may_push]
             if granted:
                 access.append({"type": kind, "name": name, "actions": granted})
         now = int(time.time())
@@ -120,7 +119,12 @@ def _self_signed(root: Path) -> tuple[rsa.RSAPrivateKey, bytes, Path]:
 
 
 def start_token_server(
-    root: Path, users: dict[str, str], *, expires_in: int | None = 300, anonymous_pull: bool = False
+    root: Path,
+    users: dict[str, str],
+    *,
+    expires_in: int | None = 300,
+    anonymous_pull: bool = False,
+    pull_only: frozenset[str] = frozenset(),
 ) -> TokenServer:
     root.mkdir(parents=True, exist_ok=True)
     key, cert_der, cert_path = _self_signed(root)
@@ -165,6 +169,7 @@ def start_token_server(
         users=users,
         expires_in=expires_in,
         anonymous_pull=anonymous_pull,
+        pull_only=pull_only,
         _server=http_server,
         _key=key,
         _cert_der=cert_der,
