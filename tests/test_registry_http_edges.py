@@ -359,3 +359,35 @@ def test_fallback_entry_lost_to_a_concurrent_writer_is_added_again() -> None:
         [digest],
         [theirs["digest"], digest],
     ]
+
+
+@responses.activate
+def test_token_without_expires_in_lives_sixty_seconds_renewed_a_little_early() -> None:
+    url = f"{BASE}/app/manifests/v1"
+    tokens = iter(["t1", "t2"])
+    responses.add_callback(
+        responses.GET,
+        REALM,
+        callback=lambda request: (200, {}, json.dumps({"token": next(tokens)})),
+    )
+    raw = _manifest().encode()
+    responses.add_callback(
+        responses.GET,
+        url,
+        callback=lambda request: (
+            (200, {"Content-Type": OCI_MANIFEST}, raw)
+            if request.headers.get("Authorization", "").startswith("Bearer ")
+            else (401, {"WWW-Authenticate": CHALLENGE}, b"")
+        ),
+    )
+    now = [0.0]
+    client = _client()
+    client._auth._clock = lambda: now[0]  # type: ignore[method-assign]
+    client.get_manifest("app", "v1")
+    now[0] = 50.0
+    client.get_manifest("app", "v1")
+    assert sum(c.request.url.startswith(REALM) for c in responses.calls) == 1
+    now[0] = 55.0
+    client.get_manifest("app", "v1")
+    assert sum(c.request.url.startswith(REALM) for c in responses.calls) == 2
+    assert responses.calls[-1].request.headers["Authorization"] == "Bearer t2"
