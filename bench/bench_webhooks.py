@@ -141,14 +141,14 @@ def synthetic_layer(size: int) -> bytes:
 
 
 class Conversions:
-    """Two threads converting the same layer again and again until stopped."""
+    """Threads converting the same layer again and again until stopped."""
 
-    def __init__(self, layer: bytes, work_dir: Path) -> None:
+    def __init__(self, layer: bytes, work_dir: Path, threads: int) -> None:
         self._layer = layer
         self._work_dir = work_dir
         self._stop = threading.Event()
         self.done = 0
-        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(2)]
+        self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(threads)]
 
     def _loop(self) -> None:
         options = EstargzOptions(workers=1)
@@ -192,13 +192,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=int, default=200, help="requests per second")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each phase")
+    parser.add_argument(
+        "--conversions", type=int, default=2, help="conversion threads running meanwhile"
+    )
     parser.add_argument("--layer-mib", type=int, default=24, help="size of the synthetic layer")
     parser.add_argument(
-        "--switch-interval", type=float, default=None, help="sys.setswitchinterval, seconds"
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="override the GIL switch interval HttpServer sets (seconds; Python's default 0.005)",
     )
     args = parser.parse_args()
-    if args.switch_interval:
-        sys.setswitchinterval(args.switch_interval)
     # waitress warns on every request that waits for a thread; the figures say it better.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
@@ -213,13 +217,16 @@ def main() -> int:
         )
         server = HttpServer(app, host="127.0.0.1", port=0)
         server.start()
+        if args.switch_interval:
+            sys.setswitchinterval(args.switch_interval)
         layer = synthetic_layer(args.layer_mib << 20)
         print(
             f"cpus={os.cpu_count()} rate={args.rate}/s seconds={args.seconds} "
-            f"layer={len(layer) >> 20} MiB gzip, 2 conversion threads"
+            f"layer={len(layer) >> 20} MiB gzip, {args.conversions} conversion threads, "
+            f"load average {os.getloadavg()[0]:.1f}"
         )
         try:
-            with Conversions(layer, Path(tmp)) as conversions:
+            with Conversions(layer, Path(tmp), args.conversions) as conversions:
                 base, base_failed, base_late = run_phase(
                     server.port, "/healthz", args.rate, args.seconds
                 )

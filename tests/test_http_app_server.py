@@ -6,6 +6,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -168,3 +169,18 @@ def test_port_in_use_is_a_clear_error(release: threading.Event) -> None:
 
 def test_tls_context_refuses_old_protocol_versions(certificate: ServerTls) -> None:
     assert certificate.context().minimum_version == ssl.TLSVersion.TLSv1_2
+
+
+@pytest.mark.parametrize(("before", "after"), [(0.005, 0.001), (0.0005, 0.0005)])
+def test_start_shortens_the_gil_switch_interval_but_never_lengthens_it(
+    release: threading.Event, before: float, after: float
+) -> None:
+    saved = sys.getswitchinterval()
+    sys.setswitchinterval(before)
+    server = HttpServer(slow_app(release), host="127.0.0.1", port=0)
+    try:
+        server.start()
+        assert sys.getswitchinterval() == pytest.approx(after)
+    finally:
+        server.stop(grace_seconds=1)
+        sys.setswitchinterval(saved)
