@@ -163,7 +163,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, ensure_ascii=False, default=str)
 
 
-class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class LineHandler(logging.StreamHandler[TextIO]):
     """Writes each record as one line, redacted, with a journal priority prefix if asked."""
 
     def __init__(self, stream: TextIO, *, journal: bool, redactor: SecretRedactor) -> None:
