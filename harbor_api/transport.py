@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 # endpoint label, status code ("200", "error" when no answer), seconds
 RequestObserver = Callable[[str, str, float], None]
 
-_RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+# 500 too: registries answer it for passing storage and database failures (oras-go retries
+# it as well), and a scan has no other retry layer.
+_RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
