@@ -127,3 +127,19 @@ def test_credentials_are_named_in_the_example_config() -> None:
     example = (SYSTEMD.parent / "examples" / "config.yaml").read_text()
     assert "password_credential: harbor-robot" in example
     assert "webhook_secret_credential: webhook-secret" in example
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_exec_start_names_a_real_subcommand_and_options(unit: str) -> None:
+    acceld = shutil.which("acceld")
+    if acceld is None:
+        pytest.skip("the acceld console script is not installed (pip install -e .)")
+    (command,) = values(unit, "ExecStart")
+    program, *arguments = command.split()
+    assert program == INSTALL_PATH
+    done = subprocess.run(
+        [acceld, *arguments, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    for option in (a for a in arguments if a.startswith("--")):
+        assert option in done.stdout
