@@ -17,10 +17,11 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry
@@ -36,6 +37,7 @@ from reconciler.http_app import HttpApp
 from reconciler.http_server import HttpServer, ServerLimits, ServerTls
 from reconciler.keys import Key
 from reconciler.logs import register_secret
+from reconciler.observed_formats import ReferrerFormats
 from reconciler.policy_fingerprint import policy_fingerprint
 from reconciler.reconcile import Reconciler
 from reconciler.runtime import Runtime, build_source, open_runtime, owner_id
@@ -43,6 +45,9 @@ from reconciler.scan import FULL, INCREMENTAL, scan
 from reconciler.state_store import Lease
 from reconciler.worker import work
 from reconciler.workqueue import WorkQueue
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,12 @@ def formats_for_event(policies: tuple[Policy, ...], event: ArtifactEvent) -> dic
         for fmt in policy.formats:
             wanted.setdefault(fmt, policy_fingerprint(policies, fmt))
     return wanted
+
+
+def _register_webhook_secret(config: Config) -> None:
+    secret = config.server.webhook_secret
+    if secret is not None:
+        register_secret(secret.reveal())
 
 
 class Daemon:
@@ -100,21 +111,14 @@ class Daemon:
         self._last_source_ok = 0.0
         self._scan_lock = threading.Lock()
         self.scheduler = BackgroundScheduler(timezone=UTC)
-        secret = config.server.webhook_secret
-        self.app = HttpApp(
-            webhook_secret=secret.reveal() if secret is not None else None,
-            enqueue=self.enqueue_events,
-            readiness=self.readiness,
-            metrics=self.metrics,
-            max_body_bytes=config.server.max_body_bytes,
-        )
+        self.app = self._http_app(config)
         tls = (
             ServerTls(config.server.tls_cert, config.server.tls_key)
             if config.server.tls_cert is not None and config.server.tls_key is not None
             else None
         )
         self.http = HttpServer(
-            self.app,
+            self._serve_http,
             host=config.server.listen_host,
             port=config.server.listen_port,
             tls=tls,
@@ -122,6 +126,22 @@ class Daemon:
                 max_request_body_bytes=max(config.server.max_body_bytes * 2, 1 << 20)
             ),
         )
+
+    def _http_app(self, config: Config) -> HttpApp:
+        secret = config.server.webhook_secret
+        return HttpApp(
+            webhook_secret=secret.reveal() if secret is not None else None,
+            enqueue=self.enqueue_events,
+            readiness=self.readiness,
+            metrics=self.metrics,
+            max_body_bytes=config.server.max_body_bytes,
+        )
+
+    def _serve_http(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        # Through whichever app is current: a reload replaces it (a rotated webhook secret).
+        return self.app(environ, start_response)
 
     # --- intake -------------------------------------------------------------------------
 
@@ -237,9 +257,7 @@ class Daemon:
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        secret = self.config.server.webhook_secret
-        if secret is not None:
-            register_secret(secret.reveal())
+        _register_webhook_secret(self.config)
         self.queue.start()
         self.http.start()
         scan_config = self.config.scan
@@ -351,11 +369,16 @@ class Daemon:
             log.error("reload failed; keeping the running config", extra={"error": str(exc)})
             sd_notify.ready("reload failed; running with the previous config")
             return
+        _register_webhook_secret(config)
         with self._lock:
             self.config = config
             self.runtime.config = config
             self.runtime.source = build_source(config, self.metrics)
+            # Its registry client carries the credentials: a rotated robot secret must reach
+            # the referrer reads too, not only the source.
+            self.runtime.formats = ReferrerFormats(self.runtime.source.registry, self.runtime.store)
             self._reconciler = self.runtime.reconciler()
+        self.app = self._http_app(config)
         self.metrics.set_policies(p.name for p in config.policies if p.enabled)
         log.info("reloaded", extra={"policies": len(config.policies)})
         sd_notify.ready("serving")
