@@ -16,11 +16,17 @@ import pytest
 import requests
 
 from tests.support.daemon_process import (
+    PERMISSIONS,
+    ROBOT_SECRET,
+    ROBOT_SECRET_ENV,
+    WEBHOOK_SECRET,
+    WEBHOOK_SECRET_ENV,
     DaemonProcess,
     accessories_of,
     estargz_policy,
     replace_policies,
     sample,
+    secret_files,
     set_up_serving,
     wait_until,
 )
@@ -29,6 +35,7 @@ from tests.support.harbor_emulator import RunningHarbor
 from tests.support.images import Entry, push_image
 from tests.support.registry_log import parse_access_log, writes_to_manifests
 from tests.support.registry_server import RunningRegistry
+from tests.support.secret_scan import find_secrets
 
 pytest_plugins = ("tests.support.harbor_fixtures",)
 CONVERSIONS = "acceld_conversions_total"
@@ -119,6 +126,52 @@ def test_sighup_keeps_the_old_config_when_the_new_one_is_broken_and_applies_a_va
         assert accessories_of(harbor, early) == []
         assert daemon.process.poll() is None
         assert daemon.stop() == 0
+
+
+def test_sighup_rotates_the_robot_and_webhook_secrets(
+    harbor: RunningHarbor, admin: requests.Session, tmp_path: Path
+) -> None:
+    setup = set_up_serving(
+        harbor,
+        admin,
+        tmp_path,
+        ["rotated"],
+        [estargz_policy("r", "rotated")],
+        secrets_in_files=True,
+    )
+    with setup.start(env={ROBOT_SECRET_ENV: "", WEBHOOK_SECRET_ENV: ""}) as daemon:
+        daemon.wait_for_log('"scan finished"')
+        before = push_image(harbor.url, "rotated/before", "v1", session=admin)
+        daemon.wait_for_sample(CONVERSIONS, 1, format="estargz", result="success")
+
+        new_robot, new_webhook = ROBOT_SECRET + "-rotated", WEBHOOK_SECRET + "-rotated"
+        state = harbor.emulator.state
+        state.add_robot("acceld", new_robot, PERMISSIONS)
+        with state.lock:
+            for policy in state.projects["rotated"].policies.values():
+                policy["targets"][0]["auth_header"] = new_webhook
+        robot_file, webhook_file = secret_files(setup.config)
+        robot_file.write_text(new_robot + "\n")
+        webhook_file.write_text(new_webhook + "\n")
+        seen = daemon.log_line_count()
+        daemon.send(signal.SIGHUP)
+        daemon.wait_for_log("msg=reloaded", after=seen)
+
+        after = push_image(
+            harbor.url, "rotated/after", "v1", [[Entry("after", data=b"3")]], session=admin
+        )
+        daemon.wait_for_sample(CONVERSIONS, 2, format="estargz", result="success")
+        assert [len(accessories_of(harbor, image)) for image in (before, after)] == [1, 1]
+        delivery = harbor.emulator.deliveries[-1]
+        assert delivery.status == 202
+        stale = {**delivery.headers, "Authorization": WEBHOOK_SECRET}
+        answer = requests.post(
+            daemon.url + "/webhooks/harbor", data=delivery.body, headers=stale, timeout=5
+        )
+        assert answer.status_code == 401
+        assert daemon.stop() == 0
+    secrets = (ROBOT_SECRET, WEBHOOK_SECRET, new_robot, new_webhook)
+    assert find_secrets({"daemon log": daemon.log_text()}, secrets) == []
 
 
 class NotifyListener:

@@ -104,7 +104,15 @@ class DaemonProcess:
             with self._lock:
                 return next((line for line in self._lines[after:] if text in line), None)
 
-        return wait_until(found, timeout, f"{text!r} in the daemon log:\n{self.log_text()}")
+        return self._wait(found, timeout, f"{text!r} in the daemon log")
+
+    def _wait(
+        self, condition: Callable[[], T | None], timeout: float, what: str, interval: float = 0.1
+    ) -> T:
+        try:
+            return wait_until(condition, timeout, what, interval=interval)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the daemon log:\n{self.log_text()}") from None
 
     def log_line_count(self) -> int:
         with self._lock:
@@ -121,7 +129,7 @@ class DaemonProcess:
             except requests.ConnectionError:
                 return False
 
-        wait_until(ready, timeout, f"/readyz of acceld serve:\n{self.log_text()}")
+        self._wait(ready, timeout, "/readyz of acceld serve")
 
     def get(self, path: str) -> requests.Response:
         return requests.get(self.url + path, timeout=5)
@@ -141,7 +149,7 @@ class DaemonProcess:
             samples = self.samples()
             return samples if sample(samples, name, **labels) >= at_least else None
 
-        return wait_until(reached, timeout, f"{name}{labels} >= {at_least}", interval=0.2)
+        return self._wait(reached, timeout, f"{name}{labels} >= {at_least}", interval=0.2)
 
     def send(self, signum: signal.Signals) -> None:
         self.process.send_signal(signum)
@@ -203,25 +211,38 @@ def serve_config(
     listen: str,
     incremental_interval: str = "1h",
     workers: int = 1,
+    secrets_in_files: bool = False,
 ) -> Path:
-    """Write a serve config over Harbor (full scan only at start); the robot secret and the
-    webhook secret come from the environment (`SECRETS_ENV`), never from the file."""
+    """Write a serve config over Harbor (full scan only at start). The robot secret and the
+    webhook secret never sit in the file: they come from the environment (`SECRETS_ENV`), or
+    with `secrets_in_files` from `secret_files(path)`, written here with the same values."""
+    robot_file, webhook_file = secret_files(path)
+    if secrets_in_files:
+        robot_file.write_text(ROBOT_SECRET + "\n")
+        webhook_file.write_text(WEBHOOK_SECRET + "\n")
+        robot_key, webhook_key = (
+            {"password_file": robot_file.name},
+            {"webhook_secret_file": webhook_file.name},
+        )
+    else:
+        robot_key = {"password_env": ROBOT_SECRET_ENV}
+        webhook_key = {"webhook_secret_env": WEBHOOK_SECRET_ENV}
     document: dict[str, object] = {
-        "source": {
-            "kind": "harbor",
-            "url": harbor_url,
-            "username": robot,
-            "password_env": ROBOT_SECRET_ENV,
-        },
+        "source": {"kind": "harbor", "url": harbor_url, "username": robot, **robot_key},
         "state_dir": str(path.parent / "state"),
         "work_dir": str(path.parent / "work"),
         "workers": workers,
         "scan": {"full_interval": "1h", "incremental_interval": incremental_interval},
-        "server": {"listen": listen, "webhook_secret_env": WEBHOOK_SECRET_ENV},
+        "server": {"listen": listen, **webhook_key},
         "policies": policies,
     }
     path.write_text(yaml.safe_dump(document, sort_keys=False))
     return path
+
+
+def secret_files(config: Path) -> tuple[Path, Path]:
+    """Where a config written with `secrets_in_files` reads the robot and webhook secrets."""
+    return config.parent / "robot.secret", config.parent / "webhook.secret"
 
 
 def add_webhook(harbor: RunningHarbor, admin: requests.Session, project: str, url: str) -> None:
@@ -294,6 +315,7 @@ def set_up_serving(
     source_url: str = "",
     incremental_interval: str = "1h",
     workers: int = 1,
+    secrets_in_files: bool = False,
 ) -> ServeSetup:
     """`projects` with webhooks to a free loopback port, acceld's robot, and a config in
     `directory` reaching Harbor at `source_url` (default: the emulator itself)."""
@@ -307,6 +329,7 @@ def set_up_serving(
         listen=listen,
         incremental_interval=incremental_interval,
         workers=workers,
+        secrets_in_files=secrets_in_files,
     )
     return ServeSetup(config, listen)
 
