@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from converters.estargz import EstargzOptions, convert_layer
+from converters.estargz import EstargzOptions
 from converters.limits import LayerLimits
 from harbor_api.errors import Denied, NotFound
 from harbor_api.oci import (
@@ -36,6 +36,7 @@ from harbor_api.oci import (
 from harbor_api.registry import RegistryClient
 from harbor_api.version import ACCELD_VERSION
 from reconciler.conversion_errors import NotAnImage, UnsupportedFormat, UnsupportedLayer
+from reconciler.layer_process import convert_layer_file
 from reconciler.state_store import CachedLayer
 
 CONVERTIBLE_LAYER_TYPES = frozenset(
@@ -190,8 +191,13 @@ def convert_registry_layer(
         report(job.progress("downloading"))
         downloaded = registry.download_blob(job.repository, job.source.digest, source_path)
         report(job.progress("converting"))
-        with source_path.open("rb") as source, converted_path.open("wb") as dest:
-            converted = convert_layer(source, dest, options.estargz_options(), Path(private))
+        converted = convert_layer_file(
+            source_path,
+            converted_path,
+            options.estargz_options(),
+            Path(private),
+            timeout=conversion_timeout(downloaded),
+        )
         source_path.unlink()
         report(job.progress("uploading"))
         uploaded = 0
@@ -217,6 +223,12 @@ def convert_registry_layer(
         downloaded,
         uploaded,
     )
+
+
+def conversion_timeout(source_bytes: int) -> float:
+    """How long one layer may take: generous (1 MiB/s of source) but bounded, so a hung
+    converter cannot hold a worker for ever."""
+    return 600.0 + source_bytes / (1 << 20)
 
 
 def _blob_present(registry: RegistryClient, repository: str, hit: CachedLayer) -> bool:

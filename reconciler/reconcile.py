@@ -26,6 +26,7 @@ from reconciler.disk_budget import BudgetTooSmall, DiskBudget, space_needed
 from reconciler.image_conversion import ConversionResult, convert_image
 from reconciler.keys import Key
 from reconciler.layer_conversion import ConversionOptions, LayerCache
+from reconciler.layer_process import ConverterCrashed
 from reconciler.observed_formats import ReferrerFormats
 from reconciler.sources import Source
 
@@ -55,7 +56,9 @@ def is_terminal(error: BaseException) -> bool:
 
 
 def is_transient(error: BaseException) -> bool:
-    return isinstance(error, RegistryError | DigestMismatch | NotVisibleYet | OSError)
+    return isinstance(
+        error, RegistryError | DigestMismatch | NotVisibleYet | ConverterCrashed | OSError
+    )
 
 
 def _platforms(policies: Sequence[Policy], want: FormatWanted) -> tuple[Platform, ...]:
