@@ -35,6 +35,7 @@ from converters.toc import (
     ANNOTATION_TOC_DIGEST,
     ANNOTATION_UNCOMPRESSED_SIZE,
     LANDMARK_CONTENTS,
+    PayloadLocation,
     TocEntry,
     encode_toc,
     footer,
@@ -107,7 +108,6 @@ class _Spilled:
     key: bytes
     header: th.TarHeader
     spill_offset: int = 0
-    digest: str = ""
 
 
 def convert_layer(
@@ -154,11 +154,9 @@ def _read_entries(reader: TarReader, spill: BinaryIO) -> list[_Spilled]:
         if header.typeflag not in th.REGULAR_TYPES:
             entries.append(_Spilled(key, header))
             continue
-        digest = hashlib.sha256()
         for piece in reader.payload():
-            digest.update(piece)
             spill.write(piece)
-        entries.append(_Spilled(key, header, spilled, "sha256:" + digest.hexdigest()))
+        entries.append(_Spilled(key, header, spilled))
         spilled += header.size
     return entries
 
@@ -182,7 +180,6 @@ def _with_landmarks(
         name,
         th.TarHeader(name=name, typeflag=th.REG, size=len(LANDMARK_CONTENTS)),
         landmark_offset,
-        "sha256:" + hashlib.sha256(LANDMARK_CONTENTS).hexdigest(),
     )
     return [*front, landmark, *rest]
 
@@ -204,11 +201,15 @@ class _HashingWriter:
 
 @dataclass(frozen=True)
 class _PayloadRef:
-    """A TOC entry whose `offset` is the start of member `member`."""
+    """A TOC entry whose `offset` is the start of member `member`.
+
+    The member's leading bytes are the payload chunk, hashed on the worker: that hash is the
+    chunk digest, and for an unchunked file the file digest too.
+    """
 
     toc_index: int
     member: int
-    digest_from_member: bool
+    whole_file: bool
 
 
 class _BlobState:
@@ -298,18 +299,20 @@ def _write_blob(
     )
 
 
-def _payload_locations(state: _BlobState) -> dict[int, tuple[int, str]]:
+def _payload_locations(state: _BlobState) -> dict[int, PayloadLocation]:
     offsets = state.members.offsets
     digests = state.members.prefix_digests
     return {
-        ref.toc_index: (offsets[ref.member], digests[ref.member] if ref.digest_from_member else "")
+        ref.toc_index: PayloadLocation(
+            offset=offsets[ref.member],
+            chunk_digest=digests[ref.member],
+            digest=digests[ref.member] if ref.whole_file else "",
+        )
         for ref in state.payloads
     }
 
 
-def _toc_entry(
-    entry: _Spilled, owners: _Owners, chunk_size: int = 0, chunk_digest: str = ""
-) -> TocEntry:
+def _toc_entry(entry: _Spilled, owners: _Owners, chunk_size: int = 0, digest: str = "") -> TocEntry:
     header = entry.header
     regular = header.typeflag in th.REGULAR_TYPES
     device = header.typeflag in (th.CHAR, th.BLOCKDEV)
@@ -327,9 +330,8 @@ def _toc_entry(
         dev_major=header.devmajor if device else 0,
         dev_minor=header.devminor if device else 0,
         xattrs=tuple(sorted((display(key), value) for key, value in header.xattrs().items())),
-        digest=(entry.digest or _EMPTY_DIGEST) if regular else "",
+        digest=(digest or _EMPTY_DIGEST) if regular else "",
         chunk_size=chunk_size,
-        chunk_digest=chunk_digest,
     )
 
 
@@ -342,19 +344,31 @@ def _write_entry(
         state.toc.append(_toc_entry(entry, owners))
         return
     chunked = header.size > chunk_size
+    first_index = len(state.toc)
+    file_digest = hashlib.sha256() if chunked else None
+    first_chunk_size = 0
     for chunk_offset in range(0, header.size, chunk_size):
         length = min(chunk_size, header.size - chunk_offset)
-        member = state.start_member(length if chunked else 0)
-        state.append(os.pread(spill_fd, length, entry.spill_offset + chunk_offset))
+        member = state.start_member(length)
+        chunk = os.pread(spill_fd, length, entry.spill_offset + chunk_offset)
+        if file_digest is not None:
+            file_digest.update(chunk)
+        state.append(chunk)
         # Go sets chunkSize whenever a full chunk remains, so an exact multiple keeps it.
         size = chunk_size if header.size - chunk_offset >= chunk_size else 0
-        digest = "" if chunked else entry.digest
+        state.payloads.append(_PayloadRef(len(state.toc), member, not chunked))
         if chunk_offset == 0:
-            toc_entry = _toc_entry(entry, owners, size, digest)
+            first_chunk_size = size
+            state.toc.append(TocEntry(name="", type="reg"))
         else:
-            toc_entry = TocEntry(
-                name=display(header.name), type="chunk", chunk_offset=chunk_offset, chunk_size=size
+            state.toc.append(
+                TocEntry(
+                    name=display(header.name),
+                    type="chunk",
+                    chunk_offset=chunk_offset,
+                    chunk_size=size,
+                )
             )
-        state.payloads.append(_PayloadRef(len(state.toc), member, chunked))
-        state.toc.append(toc_entry)
+    digest = "sha256:" + file_digest.hexdigest() if file_digest is not None else ""
+    state.toc[first_index] = _toc_entry(entry, owners, first_chunk_size, digest)
     state.append(th.padding(header.size))

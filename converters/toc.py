@@ -31,6 +31,16 @@ LANDMARK_CONTENTS = b"\x0f"
 
 
 @dataclass(frozen=True)
+class PayloadLocation:
+    """Where a reg or chunk entry's payload landed, learnt after compression."""
+
+    offset: int
+    chunk_digest: str
+    digest: str = ""
+    """The whole file's digest, when it is the chunk digest (an unchunked file)."""
+
+
+@dataclass(frozen=True)
 class TocEntry:
     """One TOC entry; field names are the JSON keys in snake case, in Go's order."""
 
@@ -53,12 +63,15 @@ class TocEntry:
     chunk_size: int = 0
     chunk_digest: str = ""
 
-    def fields(self, offset: int = 0, chunk_digest: str = "") -> list[tuple[str, Any]]:
+    def fields(self, late: PayloadLocation | None = None) -> list[tuple[str, Any]]:
         """(JSON key, value) pairs in Go's order, zero values left out.
 
-        `offset` and `chunk_digest`, when given, stand in for the entry's own values: both are
-        only known once the members have been compressed.
+        `late` values, when given, stand in for the entry's own: they are only known once the
+        members have been compressed.
         """
+        offset, digest, chunk_digest = (
+            (late.offset, late.digest, late.chunk_digest) if late else (0, "", "")
+        )
         optional: list[tuple[str, Any]] = [
             ("size", self.size),
             ("modtime", self.modtime),
@@ -75,7 +88,7 @@ class TocEntry:
                 "xattrs",
                 {key: base64.b64encode(value).decode("ascii") for key, value in self.xattrs},
             ),
-            ("digest", self.digest),
+            ("digest", digest or self.digest),
             ("chunkOffset", self.chunk_offset),
             ("chunkSize", self.chunk_size),
             ("chunkDigest", chunk_digest or self.chunk_digest),
@@ -108,19 +121,18 @@ def _value(value: str | int | dict[str, str]) -> str:
 
 
 def encode_toc(
-    entries: Sequence[TocEntry], locations: Mapping[int, tuple[int, str]] | None = None
+    entries: Sequence[TocEntry], locations: Mapping[int, PayloadLocation] | None = None
 ) -> bytes:
     """The TOC JSON, laid out as Go's `json.MarshalIndent(toc, "", "\t")` lays it out.
 
-    `locations` maps an entry's index to its (offset, chunk digest) when known only now.
+    `locations` maps an entry's index to the payload values known only after compression.
     """
     locations = locations or {}
     blocks = []
     for index, entry in enumerate(entries):
-        offset, chunk_digest = locations.get(index, (0, ""))
         lines = ",\n".join(
             f"\t\t\t{_quote(key)}: {_value(value)}"
-            for key, value in entry.fields(offset, chunk_digest)
+            for key, value in entry.fields(locations.get(index))
         )
         blocks.append("\t\t{\n" + lines + "\n\t\t}")
     text = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import zlib
 
-from converters.toc import TocEntry, encode_toc, footer, format_modtime
+from converters.toc import PayloadLocation, TocEntry, encode_toc, footer, format_modtime
 
 ENTRIES = [
     TocEntry(name="./", type="dir", mode=0o755, modtime=format_modtime(1_700_000_000)),
@@ -36,7 +36,7 @@ def test_toc_json_has_the_layout_of_go_marshal_indent() -> None:
 
 
 def test_toc_fields_use_go_names_base64_xattrs_and_omit_zero_values() -> None:
-    document = json.loads(encode_toc(ENTRIES, {2: (900, "sha256:" + "c" * 64)}))
+    document = json.loads(encode_toc(ENTRIES, {2: PayloadLocation(900, "sha256:" + "c" * 64)}))
     reg, chunk = document["entries"][1], document["entries"][2]
     assert list(reg) == [
         "name",
