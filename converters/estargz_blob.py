@@ -1,0 +1,272 @@
+"""The second pass of the eStargz conversion: entries in their final order become gzip members.
+
+A new member starts at the blob start, at every payload chunk and at the TOC; headers of the
+entries that follow a payload share its member, as in the Go writer. Members are compressed on
+several threads (`MemberWriter`); their offsets and the payload digests computed on the
+workers fill in the TOC, which goes last, in its own member, before the footer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from converters import tar_header as th
+from converters.entry_names import display
+from converters.entry_order import TOC_NAME
+from converters.gzip_members import MemberWriter, gzip_member
+from converters.toc import (
+    ANNOTATION_TOC_DIGEST,
+    ANNOTATION_UNCOMPRESSED_SIZE,
+    PayloadLocation,
+    TocEntry,
+    encode_toc,
+    footer,
+    format_modtime,
+)
+
+_EOF_BLOCKS = b"\x00" * (2 * th.BLOCK)
+_TOC_TYPES = {
+    th.REG: "reg",
+    th.AREG: "reg",
+    th.CONTIGUOUS: "reg",
+    th.LINK: "hardlink",
+    th.SYMLINK: "symlink",
+    th.DIR: "dir",
+    th.CHAR: "char",
+    th.BLOCKDEV: "block",
+    th.FIFO: "fifo",
+}
+_EMPTY_DIGEST = "sha256:" + hashlib.sha256(b"").hexdigest()
+
+
+@dataclass(frozen=True)
+class ConvertedLayer:
+    """What a conversion produced: the blob's descriptor facts and its annotations."""
+
+    digest: str
+    """sha256 of the eStargz blob."""
+    size: int
+    """Size of the eStargz blob in bytes."""
+    diff_id: str
+    """sha256 of the blob's uncompressed tar stream."""
+    toc_digest: str
+    """sha256 of the uncompressed TOC JSON."""
+    uncompressed_size: int
+    """Size of the uncompressed tar stream, TOC entry and end-of-archive blocks included."""
+
+    def annotations(self) -> dict[str, str]:
+        return {
+            ANNOTATION_TOC_DIGEST: self.toc_digest,
+            ANNOTATION_UNCOMPRESSED_SIZE: str(self.uncompressed_size),
+        }
+
+
+@dataclass(frozen=True)
+class SpilledEntry:
+    """An entry of the source layer; a regular file's payload sits in the spill file."""
+
+    key: bytes
+    header: th.TarHeader
+    spill_offset: int = 0
+
+
+class _HashingWriter:
+    """Writes to the destination while hashing and counting what went out."""
+
+    def __init__(self, dest: BinaryIO) -> None:
+        self._dest = dest
+        self.digest = hashlib.sha256()
+        self.written = 0
+
+    def write(self, data: bytes) -> int:
+        self._dest.write(data)
+        self.digest.update(data)
+        self.written += len(data)
+        return len(data)
+
+
+@dataclass(frozen=True)
+class _PayloadRef:
+    """A TOC entry whose `offset` is the start of member `member`.
+
+    The member's leading bytes are the payload chunk, hashed on the worker: that hash is the
+    chunk digest, and for an unchunked file the file digest too.
+    """
+
+    toc_index: int
+    member: int
+    whole_file: bool
+
+
+class _BlobState:
+    """The uncompressed stream of the second pass, cut into members where the format says."""
+
+    def __init__(self, members: MemberWriter) -> None:
+        self.members = members
+        self.diff_id = hashlib.sha256()
+        self.uncompressed = 0
+        self.toc: list[TocEntry] = []
+        self.payloads: list[_PayloadRef] = []
+        self._pieces: list[bytes] = []
+        self._prefix = 0
+        self._closed = 0
+
+    def append(self, data: bytes) -> None:
+        self._pieces.append(data)
+
+    def start_member(self, digest_prefix: int = 0) -> int:
+        """Close the open member so the next bytes start a new one; returns the new index.
+
+        The new member's first `digest_prefix` bytes get their sha256 computed.
+        """
+        if self._pieces:
+            data = b"".join(self._pieces)
+            self._pieces = []
+            self.diff_id.update(data)
+            self.uncompressed += len(data)
+            self.members.add(data, self._prefix)
+            self._closed += 1
+        self._prefix = digest_prefix
+        return self._closed
+
+
+class _Owners:
+    """userName/groupName appear only when they change for an id (Go's `nameIfChanged`)."""
+
+    def __init__(self) -> None:
+        self._users: dict[int, bytes] = {}
+        self._groups: dict[int, bytes] = {}
+
+    @staticmethod
+    def _changed(names: dict[int, bytes], ident: int, name: bytes) -> str:
+        if not name or names.get(ident) == name:
+            return ""
+        names[ident] = name
+        return display(name)
+
+    def user(self, header: th.TarHeader) -> str:
+        return self._changed(self._users, header.uid, header.uname)
+
+    def group(self, header: th.TarHeader) -> str:
+        return self._changed(self._groups, header.gid, header.gname)
+
+
+def write_blob(
+    entries: list[SpilledEntry],
+    spill_fd: int,
+    dest: BinaryIO,
+    *,
+    level: int,
+    workers: int,
+    chunk_size: int,
+) -> ConvertedLayer:
+    """Write `entries` (payloads read from `spill_fd`) to `dest` as an eStargz blob."""
+    out = _HashingWriter(dest)
+    members = MemberWriter(out, level, workers)
+    state = _BlobState(members)
+    owners = _Owners()
+    try:
+        for entry in entries:
+            _write_entry(entry, spill_fd, state, owners, chunk_size)
+        state.start_member()
+        members.flush()
+    finally:
+        members.close()
+    toc_json = encode_toc(state.toc, _payload_locations(state))
+    toc_tar = (
+        th.encode_header(th.TarHeader(name=TOC_NAME, typeflag=th.REG, size=len(toc_json)))
+        + toc_json
+        + th.padding(len(toc_json))
+        + _EOF_BLOCKS
+    )
+    toc_offset = out.written
+    out.write(gzip_member(toc_tar, level))
+    out.write(footer(toc_offset))
+    state.diff_id.update(toc_tar)
+    return ConvertedLayer(
+        digest="sha256:" + out.digest.hexdigest(),
+        size=out.written,
+        diff_id="sha256:" + state.diff_id.hexdigest(),
+        toc_digest="sha256:" + hashlib.sha256(toc_json).hexdigest(),
+        uncompressed_size=state.uncompressed + len(toc_tar),
+    )
+
+
+def _payload_locations(state: _BlobState) -> dict[int, PayloadLocation]:
+    offsets = state.members.offsets
+    digests = state.members.prefix_digests
+    return {
+        ref.toc_index: PayloadLocation(
+            offset=offsets[ref.member],
+            chunk_digest=digests[ref.member],
+            digest=digests[ref.member] if ref.whole_file else "",
+        )
+        for ref in state.payloads
+    }
+
+
+def _toc_entry(
+    entry: SpilledEntry, owners: _Owners, chunk_size: int = 0, digest: str = ""
+) -> TocEntry:
+    header = entry.header
+    regular = header.typeflag in th.REGULAR_TYPES
+    device = header.typeflag in (th.CHAR, th.BLOCKDEV)
+    return TocEntry(
+        name=display(header.name),
+        type=_TOC_TYPES[header.typeflag],
+        size=header.size,
+        modtime=format_modtime(header.mtime),
+        link_name=display(header.linkname) if header.typeflag in (th.LINK, th.SYMLINK) else "",
+        mode=header.mode,
+        uid=header.uid,
+        gid=header.gid,
+        user_name=owners.user(header),
+        group_name=owners.group(header),
+        dev_major=header.devmajor if device else 0,
+        dev_minor=header.devminor if device else 0,
+        xattrs=tuple(sorted((display(key), value) for key, value in header.xattrs().items())),
+        digest=(digest or _EMPTY_DIGEST) if regular else "",
+        chunk_size=chunk_size,
+    )
+
+
+def _write_entry(
+    entry: SpilledEntry, spill_fd: int, state: _BlobState, owners: _Owners, chunk_size: int
+) -> None:
+    header = entry.header
+    state.append(th.encode_header(header))
+    if header.typeflag not in th.REGULAR_TYPES or header.size == 0:
+        state.toc.append(_toc_entry(entry, owners))
+        return
+    chunked = header.size > chunk_size
+    first_index = len(state.toc)
+    file_digest = hashlib.sha256() if chunked else None
+    first_chunk_size = 0
+    for chunk_offset in range(0, header.size, chunk_size):
+        length = min(chunk_size, header.size - chunk_offset)
+        member = state.start_member(length)
+        chunk = os.pread(spill_fd, length, entry.spill_offset + chunk_offset)
+        if file_digest is not None:
+            file_digest.update(chunk)
+        state.append(chunk)
+        # Go sets chunkSize whenever a full chunk remains, so an exact multiple keeps it.
+        size = chunk_size if header.size - chunk_offset >= chunk_size else 0
+        state.payloads.append(_PayloadRef(len(state.toc), member, not chunked))
+        if chunk_offset == 0:
+            first_chunk_size = size
+            state.toc.append(TocEntry(name="", type="reg"))
+        else:
+            state.toc.append(
+                TocEntry(
+                    name=display(header.name),
+                    type="chunk",
+                    chunk_offset=chunk_offset,
+                    chunk_size=size,
+                )
+            )
+    digest = "sha256:" + file_digest.hexdigest() if file_digest is not None else ""
+    state.toc[first_index] = _toc_entry(entry, owners, first_chunk_size, digest)
+    state.append(th.padding(header.size))
