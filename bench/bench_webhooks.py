@@ -41,6 +41,7 @@ from harbor_api.webhook_events import ArtifactEvent
 from reconciler.http_app import HttpApp
 from reconciler.http_server import HttpServer
 from reconciler.keys import Key
+from reconciler.layer_process import convert_layer_file
 from reconciler.metrics import Metrics
 from reconciler.sqlite_store import SqliteStateStore
 
@@ -141,19 +142,27 @@ def synthetic_layer(size: int) -> bytes:
 
 
 class Conversions:
-    """Threads converting the same layer again and again until stopped."""
+    """Worker threads converting the same layer again and again until stopped: in child
+    processes as the daemon does (`reconciler.layer_process`), or in the threads themselves."""
 
-    def __init__(self, layer: bytes, work_dir: Path, threads: int) -> None:
-        self._layer = layer
+    def __init__(self, layer: bytes, work_dir: Path, threads: int, *, in_process: bool) -> None:
+        self._source = work_dir / "layer.tar.gz"
+        self._source.write_bytes(layer)
         self._work_dir = work_dir
+        self._in_process = in_process
         self._stop = threading.Event()
         self.done = 0
         self._threads = [threading.Thread(target=self._loop, daemon=True) for _ in range(threads)]
 
     def _loop(self) -> None:
         options = EstargzOptions(workers=1)
+        out = self._work_dir / f"out-{threading.get_ident()}"
         while not self._stop.is_set():
-            convert_layer(io.BytesIO(self._layer), io.BytesIO(), options, self._work_dir)
+            if self._in_process:
+                with self._source.open("rb") as source:
+                    convert_layer(source, io.BytesIO(), options, self._work_dir)
+            else:
+                convert_layer_file(self._source, out, options, self._work_dir, timeout=600)
             self.done += 1
 
     def __enter__(self) -> Conversions:
@@ -197,6 +206,11 @@ def main() -> int:
     )
     parser.add_argument("--layer-mib", type=int, default=24, help="size of the synthetic layer")
     parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="convert in the serving process's threads instead of child processes",
+    )
+    parser.add_argument(
         "--switch-interval",
         type=float,
         default=None,
@@ -222,11 +236,14 @@ def main() -> int:
         layer = synthetic_layer(args.layer_mib << 20)
         print(
             f"cpus={os.cpu_count()} rate={args.rate}/s seconds={args.seconds} "
-            f"layer={len(layer) >> 20} MiB gzip, {args.conversions} conversion threads, "
+            f"layer={len(layer) >> 20} MiB gzip, {args.conversions} conversions "
+            f"({'in-process threads' if args.in_process else 'child processes'}), "
             f"load average {os.getloadavg()[0]:.1f}"
         )
         try:
-            with Conversions(layer, Path(tmp), args.conversions) as conversions:
+            with Conversions(
+                layer, Path(tmp), args.conversions, in_process=args.in_process
+            ) as conversions:
                 base, base_failed, base_late = run_phase(
                     server.port, "/healthz", args.rate, args.seconds
                 )

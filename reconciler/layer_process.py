@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,7 +79,12 @@ def convert_layer_file(
     return ConvertedLayer(**result["layer"])
 
 
+# Conversions are batch work; the webhook server and the scheduler in the parent are not.
+CHILD_NICENESS = 10
+
+
 def main(argv: list[str]) -> int:
+    os.nice(CHILD_NICENESS)
     source, dest, work_dir = (Path(arg) for arg in argv)
     options = _options_from(json.loads(sys.stdin.read()))
     try:
