@@ -77,6 +77,30 @@ def formats_for_event(policies: tuple[Policy, ...], event: ArtifactEvent) -> dic
     return wanted
 
 
+def settings_needing_restart(running: Config, loaded: Config) -> list[str]:
+    """The settings that differ between the two configs but that a reload cannot apply: the
+    listener, the directories, the worker threads and the scan schedule are set up once."""
+    pairs = {
+        "state_dir": (running.state_dir, loaded.state_dir),
+        "work_dir": (running.work_dir, loaded.work_dir),
+        "work_dir_budget": (running.work_dir_budget_bytes, loaded.work_dir_budget_bytes),
+        "workers": (running.workers, loaded.workers),
+        "scan.full_interval/incremental_interval": (
+            (running.scan.full_interval_seconds, running.scan.incremental_interval_seconds),
+            (loaded.scan.full_interval_seconds, loaded.scan.incremental_interval_seconds),
+        ),
+        "server.listen": (
+            (running.server.listen_host, running.server.listen_port),
+            (loaded.server.listen_host, loaded.server.listen_port),
+        ),
+        "server.tls_cert/tls_key": (
+            (running.server.tls_cert, running.server.tls_key),
+            (loaded.server.tls_cert, loaded.server.tls_key),
+        ),
+    }
+    return [name for name, (before, after) in pairs.items() if before != after]
+
+
 def _register_webhook_secret(config: Config) -> None:
     secret = config.server.webhook_secret
     if secret is not None:
@@ -370,6 +394,12 @@ class Daemon:
             sd_notify.ready("reload failed; running with the previous config")
             return
         _register_webhook_secret(config)
+        ignored = settings_needing_restart(self.config, config)
+        if ignored:
+            log.warning(
+                "reload cannot change these settings; restart to apply them",
+                extra={"settings": ",".join(ignored)},
+            )
         with self._lock:
             self.config = config
             self.runtime.config = config
