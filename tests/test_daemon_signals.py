@@ -23,8 +23,8 @@ from tests.support.daemon_process import (
     WEBHOOK_SECRET_ENV,
     DaemonProcess,
     accessories_of,
+    edit_config,
     estargz_policy,
-    replace_policies,
     sample,
     secret_files,
     set_up_serving,
@@ -92,7 +92,7 @@ def test_sigterm_mid_conversion_gives_the_key_back_and_a_restart_converts_it_onc
     assert len(writes_to_manifests(logged, image.repository, [accessory])) == 1
 
 
-def test_sighup_keeps_the_old_config_when_the_new_one_is_broken_and_applies_a_valid_one(
+def test_sighup_keeps_a_running_config_over_a_broken_one_and_applies_a_valid_one(
     harbor: RunningHarbor, admin: requests.Session, tmp_path: Path
 ) -> None:
     kept_policy = estargz_policy("kept", "kept")
@@ -100,7 +100,7 @@ def test_sighup_keeps_the_old_config_when_the_new_one_is_broken_and_applies_a_va
     with setup.start() as daemon:
         daemon.wait_for_log('"scan finished"')
         broken = {**estargz_policy("broken", "added"), "tags": ["[v*"]}
-        replace_policies(setup.config, [kept_policy, broken])
+        edit_config(setup.config, policies=[kept_policy, broken])
         daemon.send(signal.SIGHUP)
         failed = daemon.wait_for_log('"reload failed; keeping the running config"')
         assert 'policies[1] \\"broken\\": tags[0]: invalid glob' in failed
@@ -113,10 +113,14 @@ def test_sighup_keeps_the_old_config_when_the_new_one_is_broken_and_applies_a_va
         daemon.wait_for_sample(CONVERSIONS, 1, format="estargz", result="success")
         assert len(accessories_of(harbor, kept)) == 1
 
-        replace_policies(setup.config, [kept_policy, estargz_policy("added", "added")])
+        edit_config(
+            setup.config, policies=[kept_policy, estargz_policy("added", "added")], workers=3
+        )
         seen = daemon.log_line_count()
         daemon.send(signal.SIGHUP)
         daemon.wait_for_log("msg=reloaded", after=seen)
+        restart = daemon.wait_for_log("restart to apply them", after=seen)
+        assert "settings=workers" in restart
         late = push_image(
             harbor.url, "added/app", "v2", [[Entry("late", data=b"2")]], session=admin
         )
@@ -248,6 +252,8 @@ def test_sd_notify_ready_status_watchdog_reloading_and_stopping(
         notify.wait_for("READY=1", count=2)
 
         assert daemon.stop() == 0
+    # The process is gone, but the listener thread may not have read its last datagram yet.
+    notify.wait_for("STOPPING=1")
     messages = notify.received()
     assert messages[-1] == ["STOPPING=1"]
     firsts = [m[0] for m in messages]

@@ -334,7 +334,8 @@ def set_up_serving(
     return ServeSetup(config, listen)
 
 
-def replace_policies(config: Path, policies: list[dict[str, object]]) -> None:
+def edit_config(config: Path, **settings: object) -> None:
+    """Replace top-level settings of the config file, e.g. `policies=[...]`."""
     document = yaml.safe_load(config.read_text())
-    document["policies"] = policies
+    document.update(settings)
     config.write_text(yaml.safe_dump(document, sort_keys=False))
