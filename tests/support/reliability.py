@@ -115,18 +115,18 @@ def original_writes(records: Iterable[Request], images: Iterable[PushedImage]) -
     return found
 
 
-def queue_counts(config: Path) -> dict[str, int]:
+def queue_counts(config: Path, env: dict[str, str] | None = None) -> dict[str, int]:
     """The queue as `acceld status` reports it."""
-    answer = acceld("status", "--config", str(config), "--output", "json", timeout=60)
+    answer = acceld("status", "--config", str(config), "--output", "json", env=env, timeout=60)
     assert answer.returncode == 0, answer.stderr
     counts: dict[str, int] = json.loads(answer.stdout)["queue"]
     return counts
 
 
-def status_of(config: Path) -> tuple[dict[str, object], str]:
+def status_of(config: Path, env: dict[str, str] | None = None) -> tuple[dict[str, object], str]:
     """`acceld status` as JSON and as the text an operator reads."""
-    as_json = acceld("status", "--config", str(config), "--output", "json", timeout=60)
-    as_text = acceld("status", "--config", str(config), timeout=60)
+    as_json = acceld("status", "--config", str(config), "--output", "json", env=env, timeout=60)
+    as_text = acceld("status", "--config", str(config), env=env, timeout=60)
     assert as_json.returncode == 0, as_json.stderr
     assert as_text.returncode == 0, as_text.stderr
     document: dict[str, object] = json.loads(as_json.stdout)
