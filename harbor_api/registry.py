@@ -54,6 +54,7 @@ from harbor_api.transport import (
     TlsOptions,
     describe,
     json_body,
+    retrying,
 )
 
 MIB = 1 << 20
@@ -154,17 +155,21 @@ class RegistryClient:
         """A manifest or index by tag or digest, its digest checked."""
         url = self._manifest_url(repository, reference)
         what = describe("GET", url)
-        response = self._auth.request(
-            "GET",
-            url,
-            scopes=(pull_scope(repository),),
-            endpoint="manifest_get",
-            idempotent=True,
-            headers={"Accept": MANIFEST_ACCEPT},
-            stream=True,
-        )
-        with response:
-            raw = _read_bounded(response, MAX_MANIFEST_BYTES, what)
+
+        def fetch() -> tuple[requests.Response, bytes]:
+            response = self._auth.request(
+                "GET",
+                url,
+                scopes=(pull_scope(repository),),
+                endpoint="manifest_get",
+                headers={"Accept": MANIFEST_ACCEPT},
+                stream=True,
+            )
+            with response:
+                return response, _read_bounded(response, MAX_MANIFEST_BYTES, what)
+
+        # The body is read inside the retry: an answer cut short is asked for again.
+        response, raw = retrying(self._http.retry, what)(fetch)
         digest = sha256_digest(raw)
         announced = response.headers.get("Docker-Content-Digest")
         if announced and announced != digest:
