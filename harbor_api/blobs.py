@@ -22,7 +22,7 @@ from harbor_api.auth import RegistryAuth, pull_scope
 from harbor_api.errors import AcceldError, DigestMismatch, InvalidReference, Unreachable
 from harbor_api.oci import is_digest
 from harbor_api.reference import check_repository
-from harbor_api.transport import describe
+from harbor_api.transport import RetryPolicy, describe, retrying
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,11 @@ class VerifyingReader(io.RawIOBase):
 class BlobReader:
     """Blob reads of `RegistryClient` (`base` is `scheme://host/v2`)."""
 
-    def __init__(self, auth: RegistryAuth, base: str, *, resume_attempts: int) -> None:
+    def __init__(self, auth: RegistryAuth, base: str, *, retry: RetryPolicy) -> None:
         self._auth = auth
         self._base = base
-        self._resume_attempts = max(1, resume_attempts)
+        self._retry = retry
+        self._resume_attempts = max(1, retry.attempts)
 
     def _url(self, repository: str, digest: str) -> str:
         check_repository(repository)
@@ -123,22 +124,35 @@ class BlobReader:
         return response.status_code == 200
 
     def read(self, repository: str, digest: str, max_size: int) -> bytes:
-        with self.open(repository, digest) as stream:
-            data = stream.read(max_size + 1)
-            if len(data) > max_size:
-                raise BlobTooLarge(f"blob {digest} in {repository} is larger than {max_size} bytes")
-            # Reads the end of the stream, which is where the digest is checked.
-            stream.read()
+        what = describe("GET", self._url(repository, digest))
+
+        def fetch() -> bytes:
+            response = self._get(repository, digest, 0, retried=False)
+            reader = VerifyingReader(response, digest, what, hashed=True)
+            with io.BufferedReader(reader, buffer_size=READ_SIZE) as stream:
+                data = stream.read(max_size + 1)
+                if len(data) > max_size:
+                    raise BlobTooLarge(
+                        f"blob {digest} in {repository} is larger than {max_size} bytes"
+                    )
+                # Reads the end of the stream, which is where the digest is checked.
+                stream.read()
+            return data
+
+        # The body is read inside the retry: an answer cut short is asked for again.
+        data: bytes = retrying(self._retry, what)(fetch)
         return data
 
-    def _get(self, repository: str, digest: str, start: int) -> requests.Response:
+    def _get(
+        self, repository: str, digest: str, start: int, *, retried: bool = True
+    ) -> requests.Response:
         return self._auth.request(
             "GET",
             self._url(repository, digest),
             scopes=(pull_scope(repository),),
             endpoint="blob_get",
             ok=(200, 206),
-            idempotent=True,
+            idempotent=retried,
             headers={"Range": f"bytes={start}-"} if start else {},
             stream=True,
         )

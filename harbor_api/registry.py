@@ -110,7 +110,7 @@ class RegistryClient:
         self._base = f"{tls.scheme}://{host}/v2"
         self._http = HttpSession(tls, timeout=timeout, retry=retry, observer=observer)
         self._auth = RegistryAuth(self._http, credentials)
-        self._reader = BlobReader(self._auth, self._base, resume_attempts=retry.attempts)
+        self._reader = BlobReader(self._auth, self._base, retry=retry)
         self._uploader = BlobUploader(
             self._auth,
             self._base,

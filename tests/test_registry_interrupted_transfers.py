@@ -165,3 +165,22 @@ def test_download_cut_mid_way_continues_with_a_range_request(
     assert answer_cutting_proxy.cuts == 1
     assert target.read_bytes() == data
     assert registry.log_search(rf'"GET /v2/resume/download/blobs/{digest} HTTP/1.1" 206')
+
+
+def test_small_blob_answer_cut_short_is_read_again(registry: RunningRegistry) -> None:
+    data = os.urandom(64 * 1024)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    RegistryClient(registry.host, tls=TlsOptions(plain_http=True)).upload_blob(
+        "resume/config", data, digest, len(data)
+    )
+    proxy = CuttingProxy(registry.host, cut_after=20_000, direction="answers")
+    try:
+        client = RegistryClient(
+            proxy.host,
+            tls=TlsOptions(plain_http=True),
+            retry=RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05),
+        )
+        assert client.read_blob("resume/config", digest, max_size=len(data)) == data
+        assert proxy.cuts == 1
+    finally:
+        proxy.close()
