@@ -40,6 +40,7 @@ from tests.support.secret_scan import find_secrets
 pytest_plugins = ("tests.support.harbor_fixtures",)
 CONVERSIONS = "acceld_conversions_total"
 DOWNLOAD_DELAY_SECONDS = 4.0
+SCAN_STEP_SECONDS = 3.0
 
 
 def converted(daemon: DaemonProcess) -> float:
@@ -90,6 +91,34 @@ def test_sigterm_mid_conversion_gives_the_key_back_and_a_restart_converts_it_onc
     (accessory,) = accessories_of(harbor, image)
     logged = parse_access_log(registry.log_text())
     assert len(writes_to_manifests(logged, image.repository, [accessory])) == 1
+
+
+def test_sigterm_during_a_scan_stops_the_scan_at_its_next_step(
+    harbor: RunningHarbor, admin: requests.Session, tmp_path: Path
+) -> None:
+    with FaultProxy(harbor.host) as proxy:
+        # Nothing the scan sees is wanted, so nothing cuts it short but the stop.
+        policies = [{**estargz_policy("scanned", "scanned"), "tags": ["release-*"]}]
+        setup = set_up_serving(harbor, admin, tmp_path, ["scanned"], policies, source_url=proxy.url)
+        for number in range(4):
+            push_image(harbor.url, f"scanned/app{number}", "v1", session=admin)
+        # Each repository's artifact list takes this long: the whole scan takes four times it.
+        slow_list = FaultRule(
+            Fault.SLOW,
+            methods=frozenset({"GET"}),
+            path="/artifacts$",
+            delay_seconds=SCAN_STEP_SECONDS,
+        )
+        proxy.set_rules([slow_list])
+        with setup.start() as daemon:
+            time.sleep(1)
+            started = time.monotonic()
+            assert daemon.stop() == 0
+            seconds = time.monotonic() - started
+    log = daemon.log_text()
+    assert seconds < 2 * SCAN_STEP_SECONDS, log
+    assert "Traceback" not in log
+    assert log.index('"scan stopped"') < log.index("msg=stopped")
 
 
 def test_sighup_keeps_a_running_config_over_a_broken_one_and_applies_a_valid_one(
