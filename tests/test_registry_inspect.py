@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -169,3 +170,37 @@ def test_missing_ca_bundle_is_one_error_line(registry: RunningRegistry) -> None:
         _acceld("inspect", f"{registry.host}/inspect/app:v1", "--ca-bundle", "/nonexistent.pem")
     )
     assert "--ca-bundle /nonexistent.pem: no such file" in line
+
+
+def test_default_output_is_a_table_on_a_terminal_and_json_otherwise(
+    registry: RunningRegistry,
+) -> None:
+    push_image(registry.url, "inspect/tty", "v1")
+    ref = f"{registry.host}/inspect/tty:v1"
+    assert json.loads(_acceld("inspect", ref, "--plain-http").stdout)["reference"] == ref
+    controller, terminal = pty.openpty()
+    try:
+        process = subprocess.run(
+            [sys.executable, "-m", "reconciler", "inspect", ref, "--plain-http"],
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=False,
+        )
+        os.close(terminal)
+        terminal = -1
+        output = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the terminal's other end is closed and drained
+                break
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    assert process.returncode == 0, process.stderr
+    assert f"Reference:   {ref}" in output.decode()
