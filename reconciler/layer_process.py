@@ -11,9 +11,11 @@ Protocol: the parent writes the options as JSON on stdin; the child prints one J
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +60,7 @@ def convert_layer_file(
                 str(source),
                 str(dest),
                 str(work_dir),
+                str(os.getpid()),
             ],
             input=_options_json(options),
             capture_output=True,
@@ -83,9 +86,23 @@ def convert_layer_file(
 CHILD_NICENESS = 10
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Be killed when the parent exits (a daemon stopped past its grace period, a crash):
+    this conversion's output is a temporary file only the parent would read, so an orphan
+    would go on burning CPU for nothing, beside the restarted daemon converting it again."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent exited before the request was made
+        sys.exit(1)
+
+
 def main(argv: list[str]) -> int:
+    source, dest, work_dir = (Path(arg) for arg in argv[:3])
+    _die_with_parent(int(argv[3]))
     os.nice(CHILD_NICENESS)
-    source, dest, work_dir = (Path(arg) for arg in argv)
     options = _options_from(json.loads(sys.stdin.read()))
     try:
         with source.open("rb") as src, dest.open("wb") as out:
