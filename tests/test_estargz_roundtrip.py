@@ -8,6 +8,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from converters.estargz import EstargzOptions
 from tests.support.estargz_reader import walk_members
@@ -148,3 +149,13 @@ def test_annotations_name_the_toc_digest_and_uncompressed_size(tmp_path: Path) -
         "containerd.io/snapshot/stargz/toc.digest": result.blob.toc_digest,
         "io.containers.estargz.uncompressed-size": str(result.blob.uncompressed_size),
     }
+
+
+def test_zstd_source_of_several_frames_is_read_to_the_end(tmp_path: Path) -> None:
+    tar = build_tar(every_kind())
+    frames = b"".join(
+        zstandard.ZstdCompressor().compress(tar[start : start + 1536])
+        for start in range(0, len(tar), 1536)
+    )
+    result = convert_tar(frames, tmp_path, compression="none")
+    assert_same_tree(tar, result.blob)
