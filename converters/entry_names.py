@@ -12,6 +12,8 @@ def clean_name(name: bytes, where: str) -> bytes:
 
     The root directory ("./") cleans to b"".
     """
+    if not name:
+        raise LayerRejected(f"{where}: empty name")
     if name.startswith(b"/"):
         raise LayerRejected(f"{where}: absolute path {_show(name)}")
     if b".." in name.split(b"/"):

@@ -79,6 +79,10 @@ def test_absolute_path_is_rejected_with_offset(tmp_path: Path) -> None:
     assert "offset 1024" in message
 
 
+def test_empty_entry_name_is_rejected(tmp_path: Path) -> None:
+    assert "empty name" in reject(build_tar([item("", data=b"x")]), tmp_path)
+
+
 def test_dot_dot_component_is_rejected(tmp_path: Path) -> None:
     assert "'..' component" in reject(build_tar([item("a/../../etc/x", data=b"x")]), tmp_path)
 
