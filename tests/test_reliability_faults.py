@@ -1,6 +1,7 @@
-"""`acceld backfill` through a proxy that breaks a fifth of the registry's answers: 5xx, 429 with
-Retry-After, resets in the middle of uploads and downloads, slow answers, truncated bodies.
-Every conversion still completes, every output reads back whole, and no original is touched."""
+"""`acceld backfill` through a proxy that breaks a fifth of the answers of the registry (or of the
+Harbor emulator, REST API and token service included): 5xx, 429 with Retry-After, resets in the
+middle of uploads and downloads, slow answers, truncated bodies. Every conversion still completes,
+every output reads back whole, and no original is touched."""
 
 from __future__ import annotations
 
@@ -11,19 +12,36 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import requests
 
 from harbor_api.registry import RegistryClient
 from harbor_api.transport import TlsOptions
+from harbor_api.version import ACCELD_VERSION
 from tests.support.acceld_process import acceld, registry_config
-from tests.support.daemon_process import estargz_policy
+from tests.support.converted_images import check_converted_manifest, pull_manifest
+from tests.support.daemon_process import (
+    SECRETS_ENV,
+    accessories_of,
+    estargz_policy,
+    set_up_serving,
+)
 from tests.support.fault_proxy import Fault, FaultProxy, FaultRule
+from tests.support.harbor_emulator import RunningHarbor
 from tests.support.images import push_image
 from tests.support.registry_log import parse_access_log
 from tests.support.registry_server import RunningRegistry
-from tests.support.reliability import assert_converged, original_writes, push_distinct_images
+from tests.support.reliability import (
+    assert_converged,
+    distinct_layer,
+    original_writes,
+    push_distinct_images,
+)
+
+pytest_plugins = ("tests.support.harbor_fixtures",)
 
 FAULT_RATE = 0.2
 IMAGES = 10
+HARBOR_IMAGES = 3
 LAYER_BYTES = 2 << 20
 # Enough attempts that a key surviving 20% faults on every request is near certain; the queue's
 # backoff (1 s doubling) keeps the run short.
@@ -59,9 +77,29 @@ _KINDS: list[tuple[frozenset[str], str, dict[Fault, float], bool]] = [
 ]
 
 
-def fault_rules(rate: float) -> list[FaultRule]:
+# What only Harbor answers: its REST API (read only by acceld) and its token service.
+_HARBOR_KINDS: list[tuple[frozenset[str], str, dict[Fault, float], bool]] = [
+    (
+        frozenset({"GET"}),
+        r"^/api/v2\.0/",
+        {
+            Fault.HTTP_500: 0.2,
+            Fault.HTTP_502: 0.2,
+            Fault.HTTP_429: 0.2,
+            Fault.TRUNCATED_BODY: 0.2,
+            Fault.SLOW: 0.2,
+        },
+        False,
+    ),
+    (frozenset({"GET"}), r"^/service/token$", {Fault.HTTP_503: 0.5, Fault.HTTP_429: 0.5}, False),
+]
+
+
+def fault_rules(
+    rate: float, kinds: list[tuple[frozenset[str], str, dict[Fault, float], bool]] = _KINDS
+) -> list[FaultRule]:
     rules = []
-    for methods, path, shares, unrepeatable in _KINDS:
+    for methods, path, shares, unrepeatable in kinds:
         taken = 0.0
         for fault, share in shares.items():
             chance = rate * share
@@ -135,3 +173,55 @@ def test_a_manifest_answer_cut_short_is_read_again(registry: RunningRegistry) ->
         faults = [r.fault for r in proxy.records()]
     assert faults == [Fault.TRUNCATED_BODY, None]
     assert fetched.digest == image.digest
+
+
+def test_backfill_over_harbor_through_20_percent_faults_converges(
+    registry: RunningRegistry, harbor: RunningHarbor, admin: requests.Session, tmp_path: Path
+) -> None:
+    with FaultProxy(
+        harbor.host, fault_rules(FAULT_RATE, [*_HARBOR_KINDS, *_KINDS]), seed=7
+    ) as proxy:
+        setup = set_up_serving(
+            harbor,
+            admin,
+            tmp_path,
+            ["shaky"],
+            [estargz_policy("shaky", "shaky")],
+            source_url=proxy.url,
+            workers=2,
+        )
+        images = [
+            push_image(
+                harbor.url, f"shaky/app{n}", "v1", [distinct_layer(300 + n, 1 << 20)], session=admin
+            )
+            for n in range(HARBOR_IMAGES)
+        ]
+        logged_before = len(parse_access_log(registry.log_text()))
+        run = acceld(
+            "backfill",
+            "--config",
+            str(setup.config),
+            "--output",
+            "json",
+            "--max-attempts",
+            MAX_ATTEMPTS,
+            env=SECRETS_ENV,
+        )
+        records = proxy.records()
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert json.loads(run.stdout)["converged"] is True
+    injected = Counter(r.fault for r in records if r.fault is not None)
+    api_faults = [r for r in records if r.fault is not None and r.path.startswith("/api/")]
+    print(
+        f"harbor: {sum(injected.values())} faults in {len(records)} requests, "
+        f"{[(r.fault.value, r.path) for r in api_faults]} on the API"
+    )
+    assert api_faults
+    for image in images:
+        (converted,) = accessories_of(harbor, image)
+        original = pull_manifest(registry.url, image.repository, image.digest)
+        check_converted_manifest(
+            registry.url, image.repository, converted, original, ACCELD_VERSION, tmp_path
+        )
+    assert original_writes(records, images) == []
+    assert original_writes(parse_access_log(registry.log_text())[logged_before:], images) == []

@@ -152,17 +152,26 @@ class WatchedProxy(FaultProxy):
         with self._arrived:
             return len(self._arrivals)
 
+    def matching(self, methods: Sequence[str], pattern: str, *, after: int = 0) -> int:
+        """How many requests of `methods` whose path matches `pattern` came in, among those
+        after the first `after`."""
+        with self._arrived:
+            return self._count(methods, re.compile(pattern), after)
+
     def wait_for_request(
         self, methods: Sequence[str], pattern: str, *, after: int, timeout: float
     ) -> bool:
         """Whether a request of `methods` whose path matches `pattern` came in, among those
         after the first `after`, within `timeout` seconds."""
         wanted = re.compile(pattern)
-
-        def seen() -> bool:
-            return any(
-                method in methods and wanted.search(path) for method, path in self._arrivals[after:]
+        with self._arrived:
+            return self._arrived.wait_for(
+                lambda: self._count(methods, wanted, after) > 0, timeout=timeout
             )
 
-        with self._arrived:
-            return self._arrived.wait_for(seen, timeout=timeout)
+    def _count(self, methods: Sequence[str], wanted: re.Pattern[str], after: int) -> int:
+        return sum(
+            1
+            for method, path in self._arrivals[after:]
+            if method in methods and wanted.search(path)
+        )
