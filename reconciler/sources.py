@@ -98,6 +98,9 @@ class HarborSource:
         for artifact in self.harbor.artifacts(
             project, path, with_accessory=True, with_tag=True, pushed_since=pushed_since
         ):
+            # A legacy cosign signature looks like an image to Harbor's list; only its tag tells.
+            if artifact.tags and all(_NOT_ORIGINAL_TAG.match(tag) for tag in artifact.tags):
+                continue
             yield Candidate(original_from_artifact(repository, artifact), artifact.accessories)
 
     def describe(self, repository: str, digest: str) -> Original | None:

@@ -16,10 +16,12 @@ import requests
 
 from harbor_api.version import ACCELD_VERSION
 from tests.support import bad_images
+from tests.support.acceld_process import acceld
 from tests.support.bad_images import BadImage
 from tests.support.converted_images import check_converted_manifest, pull_manifest
 from tests.support.daemon_process import (
     ROBOT_SECRET,
+    ROBOT_SECRET_ENV,
     SECRETS_ENV,
     WEBHOOK_SECRET,
     Samples,
@@ -49,6 +51,7 @@ LIMITS = {"max_layer_uncompressed_size": "16MiB", "max_compression_ratio": 200}
 BOMB_BYTES = 48 << 20
 CONVERSIONS = "acceld_conversions_total"
 QUEUE_DEPTH = "acceld_queue_depth"
+WRONG_ROBOT_SECRET = "not-the-robot-secret-0451"
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,13 @@ def run(registry: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> 
             )
             status, status_text = status_of(setup.config, SECRETS_ENV)
             assert daemon.stop() == 0
+        refused = acceld(
+            "check",
+            "--config",
+            str(setup.config),
+            env={**SECRETS_ENV, ROBOT_SECRET_ENV: WRONG_ROBOT_SECRET},
+        )
+        assert refused.returncode != 0, refused.stdout
         writes = original_writes(
             parse_access_log(registry.log_text())[logged_before:],
             [*good, *(b.image for b in bad.values()), *(i.image for i in ignored.values())],
@@ -185,6 +195,7 @@ def run(registry: RunningRegistry, tmp_path_factory: pytest.TempPathFactory) -> 
                 "status (json)": json.dumps(status),
                 "status (text)": status_text,
                 **webhook_answers,
+                "acceld check with a wrong robot secret": refused.stdout + refused.stderr,
             },
             command_line_hits=[str(hit) for hit in hits],
             tokens=tuple(harbor.emulator._tokens),
@@ -211,6 +222,14 @@ def test_each_bad_image_is_quarantined_with_its_precise_reason_in_status(run: Ru
         assert " ".join(reason.split()) in run.status_text
     assert run.status["queue"] == {"pending": 0, "in_progress": 0, "quarantined": len(run.bad)}
     assert run.status["failing"] == []
+
+
+def test_the_scan_counts_only_images_as_missing(run: Run) -> None:
+    scans = run.status["scans"]
+    assert isinstance(scans, list)
+    (full,) = [scan for scan in scans if scan["kind"] == "full"]
+    expected = len(run.good) + len(run.bad)
+    assert full["missing"] == [{"policy": PROJECT, "format": "estargz", "count": expected}]
 
 
 def test_quarantines_are_counted_in_the_metrics(run: Run) -> None:
@@ -250,6 +269,12 @@ def test_no_original_manifest_or_tag_is_written(run: Run) -> None:
 def test_no_secret_shows_in_logs_metrics_status_answers_or_arguments(run: Run) -> None:
     assert run.tokens, "the emulator issued no registry token: the check would prove nothing"
     assert run.command_line_hits == []
-    secrets = [ROBOT_SECRET, WEBHOOK_SECRET, WEBHOOK_SECRET.removeprefix("Bearer "), *run.tokens]
+    secrets = [
+        ROBOT_SECRET,
+        WRONG_ROBOT_SECRET,
+        WEBHOOK_SECRET,
+        WEBHOOK_SECRET.removeprefix("Bearer "),
+        *run.tokens,
+    ]
     hits = find_secrets(run.captured, secrets)
     assert hits == [], [str(h) for h in hits]

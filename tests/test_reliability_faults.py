@@ -20,6 +20,7 @@ from harbor_api.version import ACCELD_VERSION
 from tests.support.acceld_process import acceld, registry_config
 from tests.support.converted_images import check_converted_manifest, pull_manifest
 from tests.support.daemon_process import (
+    ROBOT_SECRET,
     SECRETS_ENV,
     accessories_of,
     estargz_policy,
@@ -36,6 +37,7 @@ from tests.support.reliability import (
     original_writes,
     push_distinct_images,
 )
+from tests.support.secret_scan import find_secrets
 
 pytest_plugins = ("tests.support.harbor_fixtures",)
 
@@ -225,3 +227,8 @@ def test_backfill_over_harbor_through_20_percent_faults_converges(
         )
     assert original_writes(records, images) == []
     assert original_writes(parse_access_log(registry.log_text())[logged_before:], images) == []
+    # Retried failures log their requests: neither the robot secret nor a token may ride along.
+    tokens = list(harbor.emulator._tokens)
+    assert tokens
+    leaks = find_secrets({"stderr": run.stderr, "stdout": run.stdout}, [ROBOT_SECRET, *tokens])
+    assert leaks == [], [str(leak) for leak in leaks]
