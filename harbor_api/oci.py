@@ -172,6 +172,25 @@ def canonical_json(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+def _document(
+    media_type: str,
+    artifact_type: str,
+    body: dict[str, Any],
+    subject: Descriptor | None,
+    annotations: Mapping[str, str],
+) -> dict[str, Any]:
+    """A manifest or index in the spec's field order, optional fields left out when empty."""
+    out: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type}
+    if artifact_type:
+        out["artifactType"] = artifact_type
+    out.update(body)
+    if subject is not None:
+        out["subject"] = subject.to_json()
+    if annotations:
+        out["annotations"] = dict(annotations)
+    return out
+
+
 @dataclass(frozen=True)
 class Manifest:
     """An image manifest (OCI, or Docker schema2 as input)."""
@@ -184,16 +203,16 @@ class Manifest:
     artifact_type: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type}
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        out["config"] = self.config.to_json()
-        out["layers"] = [layer.to_json() for layer in self.layers]
-        if self.subject is not None:
-            out["subject"] = self.subject.to_json()
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
+        return _document(
+            self.media_type,
+            self.artifact_type,
+            {
+                "config": self.config.to_json(),
+                "layers": [layer.to_json() for layer in self.layers],
+            },
+            self.subject,
+            self.annotations,
+        )
 
     def encode(self) -> bytes:
         return canonical_json(self.to_json())
@@ -215,15 +234,13 @@ class Index:
     artifact_type: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"schemaVersion": 2, "mediaType": self.media_type}
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        out["manifests"] = [m.to_json() for m in self.manifests]
-        if self.subject is not None:
-            out["subject"] = self.subject.to_json()
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
+        return _document(
+            self.media_type,
+            self.artifact_type,
+            {"manifests": [m.to_json() for m in self.manifests]},
+            self.subject,
+            self.annotations,
+        )
 
     def encode(self) -> bytes:
         return canonical_json(self.to_json())
