@@ -7,6 +7,8 @@ from pathlib import Path
 
 import requests
 
+from harbor_api.version import ACCELD_VERSION
+from tests.support.converted_images import check_converted_manifest, pull_manifest
 from tests.support.daemon_process import (
     WEBHOOK_SECRET,
     DaemonProcess,
@@ -63,6 +65,13 @@ def test_pushed_image_is_converted_from_its_webhook_without_a_scan(
         assert sample(after, "acceld_scan_last_success_timestamp_seconds", kind="incremental") == 0
         assert daemon.stop() == 0
     assert accessory in daemon.log_text()
+    registry_url = harbor.emulator.registry_url
+    original = pull_manifest(registry_url, image.repository, image.digest)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    check_converted_manifest(
+        registry_url, image.repository, accessory, original, ACCELD_VERSION, scratch
+    )
 
 
 def test_push_whose_webhook_was_dropped_is_converted_by_the_next_incremental_scan(

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TypeVar
+from urllib.parse import quote
 
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.harbor_emulator import RunningHarbor
+from tests.support.harbor_emulator import ADMIN, ADMIN_PASSWORD, RunningHarbor, harbor_session
 from tests.support.images import PushedImage
 from tests.support.registry_server import free_port
 from tests.test_backfill_harbor import PERMISSIONS
@@ -275,8 +276,18 @@ def prepare_harbor(
 
 
 def accessories_of(harbor: RunningHarbor, image: PushedImage) -> list[str]:
-    records = harbor.emulator.state.in_repository(image.repository)
-    return [record.digest for record in records if record.subject == image.digest]
+    """Digests of the accessories Harbor's REST API lists for `image`, as its UI shows them."""
+    project, _, path = image.repository.partition("/")
+    # Harbor wants the `/` of a repository path encoded twice.
+    encoded = quote(quote(path, safe=""), safe="")
+    url = (
+        f"{harbor.url}/api/v2.0/projects/{project}/repositories/{encoded}"
+        f"/artifacts/{image.digest}/accessories"
+    )
+    with harbor_session(ADMIN, ADMIN_PASSWORD) as admin:
+        answer = admin.get(url, params={"page_size": "100"}, timeout=10)
+    answer.raise_for_status()
+    return [item["digest"] for item in answer.json()]
 
 
 def loopback_listen() -> str:
