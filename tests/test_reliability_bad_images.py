@@ -245,17 +245,16 @@ def test_non_images_are_ignored_not_quarantined_and_get_no_referrer(run: Run) ->
         assert accessories_of(run.harbor, artifact.image) == [], name
 
 
-def test_good_images_are_converted_beside_the_bad_ones_and_after_them(run: Run) -> None:
-    by_acceld = {i.image.digest for i in run.ignored.values()}
+def test_good_images_are_converted_beside_the_bad_ones_and_after_them(
+    run: Run, tmp_path: Path
+) -> None:
+    by_others = {i.image.digest for i in run.ignored.values()}
     for image in (*run.good, run.late):
-        (converted,) = [d for d in accessories_of(run.harbor, image) if d not in by_acceld]
+        (converted,) = [d for d in accessories_of(run.harbor, image) if d not in by_others]
         original = pull_manifest(run.registry_url, image.repository, image.digest)
-        scratch = Path(f"/tmp/acceld-reliability-{converted[7:19]}")
-        scratch.mkdir(exist_ok=True)
         check_converted_manifest(
-            run.registry_url, image.repository, converted, original, ACCELD_VERSION, scratch
+            run.registry_url, image.repository, converted, original, ACCELD_VERSION, tmp_path
         )
-        scratch.rmdir()
 
 
 def test_failed_conversions_leave_no_temporary_file(run: Run) -> None:

@@ -67,6 +67,8 @@ class Trial:
     """Originals still without a referrer when the killed process was gone."""
     uploads_begun: int
     """Blob upload requests the killed process had sent when the kill came."""
+    files_left: int
+    """Files the killed process left in its work area."""
     seconds: float
 
 
@@ -114,6 +116,7 @@ def crash_and_recover(
         assert first.wait_exit(10) == -signal.SIGKILL
     dead_area = directory / "work" / f"proc-{first.pid}"
     assert dead_area.is_dir()
+    files_left = sum(1 for path in dead_area.rglob("*") if path.is_file())
     proxy.set_rules([])
     proxy.records()  # the held requests are answered (or dropped) before the state is read
     unfinished = sum(
@@ -138,7 +141,7 @@ def crash_and_recover(
     assert_converged(registry.url, images, directory / "check")
     assert original_writes(proxy.records(), images) == []
     assert original_writes(parse_access_log(registry.log_text())[logged_before:], images) == []
-    return Trial(point.name, unfinished, uploads_begun, time.monotonic() - started)
+    return Trial(point.name, unfinished, uploads_begun, files_left, time.monotonic() - started)
 
 
 @pytest.fixture(scope="module")
@@ -174,10 +177,13 @@ def test_twenty_kills_at_every_point_of_a_conversion_each_converge_after_restart
         print(
             f"{point.name}: {len(mine)} kills, {sum(t.unfinished for t in mine)} originals "
             f"unfinished at the kill, {sum(not t.uploads_begun for t in mine)} kills before any "
-            f"upload, {sum(t.seconds for t in mine):.1f} s"
+            f"upload, {sum(t.files_left for t in mine)} files left behind, "
+            f"{sum(t.seconds for t in mine):.1f} s"
         )
     assert len(trials) == SLOW_TRIALS
     # The kills must have interrupted real work, or this proves nothing about crashes.
     assert sum(t.unfinished for t in trials) >= SLOW_TRIALS
     # Killed after a download began and before any upload: in the middle of a conversion.
     assert any(t.point == "conversion" and not t.uploads_begun for t in trials)
+    # ... and its files were there to be cleaned up by the next start.
+    assert any(t.files_left for t in trials)
