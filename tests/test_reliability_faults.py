@@ -151,7 +151,8 @@ def test_backfill_through_20_percent_faults_converges_and_leaves_originals_alone
     # that do not fit a request (no body to cut) make the share of all requests lower.
     assert 0.12 <= share <= 0.25, share
     assert any(injected[f] for f in (Fault.HTTP_500, Fault.HTTP_502, Fault.HTTP_503)), injected
-    assert injected[Fault.HTTP_429] and injected[Fault.SLOW], injected
+    assert injected[Fault.HTTP_429], injected
+    assert injected[Fault.SLOW], injected
     # Each cut is rare on its own; together they are many.
     cuts = (Fault.RESET_DOWNLOAD, Fault.RESET_UPLOAD, Fault.TRUNCATED_BODY)
     assert sum(injected[f] for f in cuts) >= 3, injected
