@@ -72,7 +72,7 @@ def convert_layer(
         entries = _spill_layer(source, spill, options)
         spill.flush()
         return write_blob(
-            entries,
+            entries,  # consumed, so entries are freed as they are written
             spill.fileno(),
             dest,
             level=options.compression_level,

@@ -9,22 +9,24 @@ workers fill in the TOC, which goes last, in its own member, before the footer.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from converters import tar_header as th
 from converters.entry_names import display
 from converters.entry_order import TOC_NAME
-from converters.gzip_members import MemberWriter, gzip_member
+from converters.gzip_members import MemberWriter, write_member
 from converters.toc import (
     ANNOTATION_TOC_DIGEST,
     ANNOTATION_UNCOMPRESSED_SIZE,
     PayloadLocation,
     TocEntry,
-    encode_toc,
     footer,
     format_modtime,
+    toc_json_pieces,
 )
 
 _EOF_BLOCKS = b"\x00" * (2 * th.BLOCK)
@@ -39,6 +41,7 @@ _TOC_TYPES = {
     th.BLOCKDEV: "block",
     th.FIFO: "fifo",
 }
+_TOC_WRITE = 1 << 20
 _EMPTY_DIGEST = "sha256:" + hashlib.sha256(b"").hexdigest()
 
 
@@ -64,7 +67,7 @@ class ConvertedLayer:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SpilledEntry:
     """An entry of the source layer; a regular file's payload sits in the spill file."""
 
@@ -88,15 +91,14 @@ class _HashingWriter:
         return len(data)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _PayloadRef:
-    """A TOC entry whose `offset` is the start of member `member`.
+    """Where the payload of a TOC entry (the key it is stored under) starts: member `member`.
 
     The member's leading bytes are the payload chunk, hashed on the worker: that hash is the
     chunk digest, and for an unchunked file the file digest too.
     """
 
-    toc_index: int
     member: int
     whole_file: bool
 
@@ -109,13 +111,20 @@ class _BlobState:
         self.diff_id = hashlib.sha256()
         self.uncompressed = 0
         self.toc: list[TocEntry] = []
-        self.payloads: list[_PayloadRef] = []
+        self.payloads: dict[int, _PayloadRef] = {}
         self._pieces: list[bytes] = []
         self._prefix = 0
         self._closed = 0
 
     def append(self, data: bytes) -> None:
         self._pieces.append(data)
+
+    def hashed(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        """`pieces`, counted into the uncompressed stream as they pass."""
+        for piece in pieces:
+            self.diff_id.update(piece)
+            self.uncompressed += len(piece)
+            yield piece
 
     def start_member(self, digest_prefix: int = 0) -> int:
         """Close the open member so the next bytes start a new one; returns the new index.
@@ -163,49 +172,85 @@ def write_blob(
     workers: int,
     chunk_size: int,
 ) -> ConvertedLayer:
-    """Write `entries` (payloads read from `spill_fd`) to `dest` as an eStargz blob."""
+    """Write `entries` (payloads read from `spill_fd`) to `dest` as an eStargz blob.
+
+    Consumes `entries`: the list is empty afterwards.
+    """
     out = _HashingWriter(dest)
     members = MemberWriter(out, level, workers)
     state = _BlobState(members)
     owners = _Owners()
+    # Popping from a reversed list drops each entry once written: with many files the entry
+    # metadata is the largest thing in memory, and the TOC still has to be built after it.
+    entries.reverse()
     try:
-        for entry in entries:
-            _write_entry(entry, spill_fd, state, owners, chunk_size)
+        while entries:
+            _write_entry(entries.pop(), spill_fd, state, owners, chunk_size)
         state.start_member()
         members.flush()
     finally:
         members.close()
-    toc_json = encode_toc(state.toc, _payload_locations(state))
-    toc_tar = (
-        th.encode_header(th.TarHeader(name=TOC_NAME, typeflag=th.REG, size=len(toc_json)))
-        + toc_json
-        + th.padding(len(toc_json))
-        + _EOF_BLOCKS
-    )
+    toc = _spill_toc(state, spill_fd)
     toc_offset = out.written
-    out.write(gzip_member(toc_tar, level))
+    write_member(out, state.hashed(_toc_tar_pieces(toc, spill_fd)), level)
     out.write(footer(toc_offset))
-    state.diff_id.update(toc_tar)
     return ConvertedLayer(
         digest="sha256:" + out.digest.hexdigest(),
         size=out.written,
         diff_id="sha256:" + state.diff_id.hexdigest(),
-        toc_digest="sha256:" + hashlib.sha256(toc_json).hexdigest(),
-        uncompressed_size=state.uncompressed + len(toc_tar),
+        toc_digest=toc.digest,
+        uncompressed_size=state.uncompressed,
     )
 
 
-def _payload_locations(state: _BlobState) -> dict[int, PayloadLocation]:
+@dataclass(frozen=True)
+class _SpilledToc:
+    """The TOC JSON, written to the end of the spill file to keep it out of memory."""
+
+    start: int
+    size: int
+    digest: str
+
+
+def _spill_toc(state: _BlobState, spill_fd: int) -> _SpilledToc:
+    start = os.fstat(spill_fd).st_size
+    digest = hashlib.sha256()
+    size = 0
+    buffered: list[bytes] = []
+    buffered_size = 0
+    pieces = toc_json_pieces(state.toc, _locator(state))
+    for piece in itertools.chain(pieces, [b""]):
+        buffered.append(piece)
+        buffered_size += len(piece)
+        if buffered_size >= _TOC_WRITE or not piece:
+            data = b"".join(buffered)
+            os.pwrite(spill_fd, data, start + size)
+            digest.update(data)
+            size += len(data)
+            buffered, buffered_size = [], 0
+    return _SpilledToc(start, size, "sha256:" + digest.hexdigest())
+
+
+def _toc_tar_pieces(toc: _SpilledToc, spill_fd: int) -> Iterator[bytes]:
+    """The TOC tar entry followed by the end-of-archive blocks."""
+    yield th.encode_header(th.TarHeader(name=TOC_NAME, typeflag=th.REG, size=toc.size))
+    for offset in range(0, toc.size, _TOC_WRITE):
+        yield os.pread(spill_fd, min(_TOC_WRITE, toc.size - offset), toc.start + offset)
+    yield th.padding(toc.size) + _EOF_BLOCKS
+
+
+def _locator(state: _BlobState) -> Callable[[int], PayloadLocation | None]:
     offsets = state.members.offsets
     digests = state.members.prefix_digests
-    return {
-        ref.toc_index: PayloadLocation(
-            offset=offsets[ref.member],
-            chunk_digest=digests[ref.member],
-            digest=digests[ref.member] if ref.whole_file else "",
-        )
-        for ref in state.payloads
-    }
+
+    def locate(toc_index: int) -> PayloadLocation | None:
+        ref = state.payloads.get(toc_index)
+        if ref is None:
+            return None
+        digest = digests[ref.member]
+        return PayloadLocation(offsets[ref.member], digest, digest if ref.whole_file else "")
+
+    return locate
 
 
 def _toc_entry(
@@ -254,7 +299,7 @@ def _write_entry(
         state.append(chunk)
         # Go sets chunkSize whenever a full chunk remains, so an exact multiple keeps it.
         size = chunk_size if header.size - chunk_offset >= chunk_size else 0
-        state.payloads.append(_PayloadRef(len(state.toc), member, not chunked))
+        state.payloads[len(state.toc)] = _PayloadRef(member, not chunked)
         if chunk_offset == 0:
             first_chunk_size = size
             state.toc.append(TocEntry(name="", type="reg"))

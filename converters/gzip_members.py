@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections import deque
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -36,6 +37,20 @@ def gzip_member(data: bytes, level: int) -> bytes:
 
 class Sink(Protocol):
     def write(self, data: bytes, /) -> int: ...
+
+
+def write_member(sink: Sink, pieces: Iterable[bytes], level: int) -> None:
+    """One gzip member from `pieces`, compressed as they come (for data too big to join)."""
+    deflater = zlib.compressobj(level, zlib.DEFLATED, -15)
+    crc = 0
+    size = 0
+    sink.write(gzip_header(level))
+    for piece in pieces:
+        crc = isal_zlib.crc32(piece, crc)
+        size += len(piece)
+        sink.write(deflater.compress(piece))
+    sink.write(deflater.flush())
+    sink.write(crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little"))
 
 
 @dataclass(frozen=True)

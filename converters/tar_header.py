@@ -46,7 +46,7 @@ class TarFormatError(ValueError):
     """A header block that is not valid tar; the message says which field and why."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TarHeader:
     """One tar entry's metadata as it will be written back, PAX records included."""
 

@@ -17,8 +17,9 @@ Footer (a gzip member with an empty payload and an extra field carrying the TOC 
 from __future__ import annotations
 
 import base64
+import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +31,7 @@ ANNOTATION_UNCOMPRESSED_SIZE = "io.containers.estargz.uncompressed-size"
 LANDMARK_CONTENTS = b"\x0f"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PayloadLocation:
     """Where a reg or chunk entry's payload landed, learnt after compression."""
 
@@ -40,7 +41,7 @@ class PayloadLocation:
     """The whole file's digest, when it is the chunk digest (an unchunked file)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TocEntry:
     """One TOC entry; field names are the JSON keys in snake case, in Go's order."""
 
@@ -98,6 +99,7 @@ class TocEntry:
         ]
 
 
+@functools.lru_cache(maxsize=4096)
 def format_modtime(seconds: int) -> str:
     if seconds == 0:
         return ""
@@ -120,33 +122,40 @@ def _value(value: str | int | dict[str, str]) -> str:
     return "{\n" + members + "\n\t\t\t}"
 
 
-def encode_toc(
-    entries: Sequence[TocEntry], locations: Mapping[int, PayloadLocation] | None = None
-) -> bytes:
-    """The TOC JSON, laid out as Go's `json.MarshalIndent(toc, "", "\t")` lays it out.
+def toc_json_pieces(
+    entries: Sequence[TocEntry], locate: Callable[[int], PayloadLocation | None] | None = None
+) -> Iterator[bytes]:
+    """The TOC JSON in pieces, laid out as Go's `json.MarshalIndent(toc, "", "\t")` does.
 
-    `locations` maps an entry's index to the payload values known only after compression.
+    `locate(index)` gives an entry's payload values known only after compression, if any.
+    Pieces keep memory flat: a TOC of many entries is never one string.
     """
-    locations = locations or {}
-    blocks = []
+    yield b'{\n\t"version": %d,\n\t"entries": [\n' % TOC_VERSION
+    last = len(entries) - 1
     for index, entry in enumerate(entries):
         lines = ",\n".join(
             f"\t\t\t{_quote(key)}: {_value(value)}"
-            for key, value in entry.fields(locations.get(index))
+            for key, value in entry.fields(locate(index) if locate else None)
         )
-        blocks.append("\t\t{\n" + lines + "\n\t\t}")
-    text = (
-        "{\n\t" + f'"version": {TOC_VERSION},\n\t"entries": [\n' + ",\n".join(blocks) + "\n\t]\n}"
-    )
-    for char, escape in (
-        ("<", "\\u003c"),
-        (">", "\\u003e"),
-        ("&", "\\u0026"),
-        ("\u2028", "\\u2028"),
-        ("\u2029", "\\u2029"),
-    ):
-        text = text.replace(char, escape)
-    return text.encode("utf-8")
+        block = "\t\t{\n" + lines + ("\n\t\t}\n" if index == last else "\n\t\t},\n")
+        yield _go_escapes(block).encode("utf-8")
+    yield b"\t]\n}"
+
+
+def _go_escapes(text: str) -> str:
+    for char, escape in _GO_ESCAPES:
+        if char in text:
+            text = text.replace(char, escape)
+    return text
+
+
+_GO_ESCAPES = (
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("&", "\\u0026"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
+)
 
 
 def footer(toc_offset: int) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import zlib
 
-from converters.toc import PayloadLocation, TocEntry, encode_toc, footer, format_modtime
+from converters.toc import PayloadLocation, TocEntry, footer, format_modtime, toc_json_pieces
 
 ENTRIES = [
     TocEntry(name="./", type="dir", mode=0o755, modtime=format_modtime(1_700_000_000)),
@@ -32,11 +32,13 @@ def test_toc_json_has_the_layout_of_go_marshal_indent() -> None:
         ensure_ascii=False,
     )
     expected = expected.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    assert encode_toc(ENTRIES).decode() == expected
+    assert b"".join(toc_json_pieces(ENTRIES)).decode() == expected
 
 
 def test_toc_fields_use_go_names_base64_xattrs_and_omit_zero_values() -> None:
-    document = json.loads(encode_toc(ENTRIES, {2: PayloadLocation(900, "sha256:" + "c" * 64)}))
+    document = json.loads(
+        b"".join(toc_json_pieces(ENTRIES, {2: PayloadLocation(900, "sha256:" + "c" * 64)}.get))
+    )
     reg, chunk = document["entries"][1], document["entries"][2]
     assert list(reg) == [
         "name",
