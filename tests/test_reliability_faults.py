@@ -69,7 +69,13 @@ _KINDS: list[tuple[frozenset[str], str, dict[Fault, float], bool]] = [
     (
         frozenset({"GET", "HEAD"}),
         r"/manifests/|/tags/list$|/_catalog$",
-        {Fault.HTTP_500: 0.3, Fault.HTTP_502: 0.3, Fault.HTTP_429: 0.2, Fault.SLOW: 0.2},
+        {
+            Fault.HTTP_500: 0.25,
+            Fault.HTTP_502: 0.25,
+            Fault.HTTP_429: 0.2,
+            Fault.TRUNCATED_BODY: 0.15,
+            Fault.SLOW: 0.15,
+        },
         False,
     ),
     (frozenset({"PUT"}), r"/manifests/", {Fault.HTTP_503: 0.5, Fault.HTTP_502: 0.5}, False),
