@@ -197,7 +197,12 @@ class TarReader:
         """The current entry's payload in pieces of at most 1 MiB."""
         while self._remaining:
             start = self.offset
-            data = self._read(min(self._remaining, _PIECE))
+            available = len(self._buffer) - self._position
+            if available:
+                data = self._read(min(self._remaining, available))
+            else:
+                # Straight from the source: payload bytes need no trip through the buffer.
+                data = self._source.read(min(self._remaining, _PIECE))
             if not data:
                 name = self.current.name if self.current else b""
                 raise LayerRejected(
