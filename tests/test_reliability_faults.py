@@ -133,7 +133,7 @@ def test_backfill_through_20_percent_faults_converges_and_leaves_originals_alone
     logged_before = len(parse_access_log(registry.log_text()))
     with FaultProxy(registry.host, fault_rules(FAULT_RATE), seed=2026) as proxy:
         config = registry_config(
-            tmp_path, proxy.host, [estargz_policy("faulty", "faulty")], workers=1
+            tmp_path, proxy.host, [estargz_policy("faulty", "faulty")], workers=2
         )
         started = time.monotonic()
         run = acceld(
