@@ -14,10 +14,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import requests
-import yaml
 
 from harbor_api.version import ACCELD_VERSION
-from tests.support.acceld_process import acceld
+from tests.support.acceld_process import acceld, registry_config
 from tests.support.converted_images import check_converted_manifest, pull_manifest
 from tests.support.fault_proxy import FaultProxy, FaultRule
 from tests.support.images import Entry, PushedImage, push_image
@@ -56,19 +55,14 @@ def registry_serve_config(
 ) -> Path:
     """A config for `acceld serve` over a plain loopback registry: a full scan at start and
     then hourly, state and work directories under `directory`."""
-    document: dict[str, object] = {
-        "source": {"kind": "registry", "url": registry_host, "plain_http": True},
-        "state_dir": str(directory / "state"),
-        "work_dir": str(directory / "work"),
-        "workers": 2,
-        "scan": {"full_interval": "1h", "incremental_interval": "1h"},
-        "server": {"listen": listen},
-        "policies": policies,
+    return registry_config(
+        directory,
+        registry_host,
+        policies,
+        scan={"full_interval": "1h", "incremental_interval": "1h"},
+        server={"listen": listen},
         **extra,
-    }
-    path = directory / "config.yaml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    return path
+    )
 
 
 def fallback_entries(base_url: str, repository: str, digest: str) -> list[str]:
