@@ -38,6 +38,7 @@ from reconciler.http_app import HttpApp
 from reconciler.http_server import HttpServer, ServerLimits, ServerTls
 from reconciler.keys import Key
 from reconciler.logs import register_secret
+from reconciler.missing_tracker import MissingTracker
 from reconciler.observed_formats import ReferrerFormats
 from reconciler.policy_fingerprint import policy_fingerprint
 from reconciler.reconcile import Reconciler
@@ -176,6 +177,7 @@ class Daemon:
         self._workers: list[threading.Thread] = []
         self._last_source_ok = 0.0
         self._scan_lock = threading.Lock()
+        self.missing = MissingTracker()
         self.scheduler = BackgroundScheduler(timezone=UTC)
         self.app = self._http_app(config)
         tls = (
@@ -264,10 +266,17 @@ class Daemon:
             ),
         )
         self._last_source_ok = time.time()
-        missing = report.plan.missing_by_policy_format(policies)
-        store.scan_finished(kind, report.started_at, report.finished_at, missing)
+        store.scan_finished(
+            kind,
+            report.started_at,
+            report.finished_at,
+            report.plan.missing_by_policy_format(policies),
+        )
         if kind == FULL:
-            self.metrics.set_missing_conversions(missing)
+            self.missing.replace(report.plan.items)
+        else:
+            self.missing.add(report.plan.items)
+        self.metrics.set_missing_conversions(self.missing.counts(policies))
         self.metrics.scan_succeeded(kind, report.started_at, report.finished_at)
 
     def probe_source(self) -> None:
@@ -290,7 +299,10 @@ class Daemon:
                 self._current[name] = lease
                 reconciler = self._reconciler
             try:
-                work(lease, reconciler, self.runtime.store, self.metrics)
+                worked = work(lease, reconciler, self.runtime.store, self.metrics)
+                if worked.result == "done":
+                    self.missing.settled(lease.key)
+                    self.metrics.set_missing_conversions(self.missing.counts(self.config.policies))
             finally:
                 with self._lock:
                     self._current.pop(name, None)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from tests.support.daemon_process import (
     set_up_serving,
 )
 from tests.support.harbor_emulator import RunningHarbor
-from tests.support.images import push_image
+from tests.support.images import Entry, push_image
 from tests.support.secret_scan import find_secrets, find_secrets_in_command_line
 
 pytest_plugins = ("tests.support.harbor_fixtures",)
@@ -125,3 +126,26 @@ def test_robot_and_webhook_secrets_never_show_in_log_metrics_or_command_line(
     log = daemon.log_text()
     assert '"msg": "converted"' in log
     assert find_secrets({"daemon log": log, **pages}, secrets) == []
+
+
+def test_missing_conversions_gauge_shrinks_as_conversions_land_without_another_full_scan(
+    harbor: RunningHarbor, admin: requests.Session, tmp_path: Path
+) -> None:
+    setup = set_up_serving(harbor, admin, tmp_path, ["gauge"], [estargz_policy("gauge", "gauge")])
+    harbor.emulator.drop_deliveries = True
+    push_image(harbor.url, "gauge/app", "v1", session=admin)
+    push_image(harbor.url, "gauge/app", "v2", [[Entry("v2", data=b"two")]], session=admin)
+    with setup.start() as daemon:
+        daemon.wait_for_log('"scan finished"', timeout=20)
+        assert "scan=full" in daemon.log_text()
+        assert "missing=2" in daemon.log_text()
+        done = daemon.wait_for_sample(
+            "acceld_conversions_total", 2, format="estargz", result="success"
+        )
+        deadline = time.monotonic() + 10
+        while sample(done, "acceld_missing_conversions", policy="gauge", format="estargz") != 0:
+            assert time.monotonic() < deadline, "the gauge did not drop to 0"
+            time.sleep(0.2)
+            done = daemon.samples()
+        assert daemon.log_text().count('msg="scan finished" scan=full') == 1
+        assert daemon.stop() == 0
