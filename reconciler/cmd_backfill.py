@@ -19,6 +19,7 @@ from harbor_api.errors import AcceldError
 from reconciler.backfill import BackfillProgress, BackfillSummary, run_backfill, select_policies
 from reconciler.cmd_plan import plan_json, plan_table
 from reconciler.config import ConfigError, load_config
+from reconciler.config_option import config_option
 from reconciler.logs import configure_logging
 from reconciler.runtime import open_runtime
 
@@ -75,12 +76,7 @@ def summary_text(summary: BackfillSummary) -> str:
 
 
 @click.command("backfill")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Config file (default: $ACCELD_CONFIG, else /etc/acceld/config.yaml).",
-)
+@config_option
 @click.option("--policy", help="Only this policy.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; convert nothing.")
 @click.option("--max-items", type=click.IntRange(min=1), help="Convert at most N keys.")

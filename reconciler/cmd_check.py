@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from reconciler.config import HarborSource, load_config
+from reconciler.config_option import config_option
 
 # Harbor serves the referrers API (and answers OCI-Subject) from v2.8 on.
 _MIN_HARBOR = (2, 8)
@@ -15,12 +16,7 @@ _VERSION = re.compile(r"v?(\d+)\.(\d+)")
 
 
 @click.command("check")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Config file (default: $ACCELD_CONFIG, else /etc/acceld/config.yaml).",
-)
+@config_option
 def check_command(config_file: Path | None) -> None:
     """Validate the config, then check the source answers and accepts the credentials."""
     config = load_config(config_file)

@@ -20,6 +20,7 @@ from harbor_api.harbor_models import WebhookPolicy, WebhookTarget
 from policies.match import policy_matches_project
 from policies.model import Policy
 from reconciler.config import Config, HarborSource, load_config
+from reconciler.config_option import config_option
 
 WEBHOOK_NAME = "acceld"
 WEBHOOK_PATH = "/webhooks/harbor"
@@ -141,12 +142,7 @@ def harbor_group() -> None:
 
 
 @harbor_group.command("setup")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Config file (default: $ACCELD_CONFIG, else /etc/acceld/config.yaml).",
-)
+@config_option
 @click.option(
     "--project",
     "projects",

@@ -13,6 +13,7 @@ from policies.diff import Plan
 from policies.model import Policy
 from reconciler.backfill import select_policies
 from reconciler.config import load_config
+from reconciler.config_option import config_option
 from reconciler.runtime import open_runtime
 from reconciler.scan import FULL, scan
 
@@ -50,12 +51,7 @@ def plan_table(plan: Plan, policies: tuple[Policy, ...]) -> str:
 
 
 @click.command("plan")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Config file (default: $ACCELD_CONFIG, else /etc/acceld/config.yaml).",
-)
+@config_option
 @click.option("--policy", help="Only this policy.")
 @click.option(
     "--output",

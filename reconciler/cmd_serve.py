@@ -10,17 +10,13 @@ from pathlib import Path
 import click
 
 from reconciler.config import config_path, load_config
+from reconciler.config_option import config_option
 from reconciler.daemon import Daemon
 from reconciler.logs import configure_logging
 
 
 @click.command("serve")
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Config file (default: $ACCELD_CONFIG, else /etc/acceld/config.yaml).",
-)
+@config_option
 @click.option(
     "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
 )

@@ -9,6 +9,7 @@ from typing import TypeVar
 import click
 
 from reconciler.config import load_config
+from reconciler.config_option import config_option
 from reconciler.sqlite_store import SqliteStateStore, state_db_path
 
 F = TypeVar("F", bound=Callable[..., object])
@@ -21,12 +22,7 @@ def state_location_options(command: F) -> F:
         type=click.Path(file_okay=False, path_type=Path),
         help="The daemon's state directory (default: state_dir of the config).",
     )(command)
-    return click.option(
-        "--config",
-        "config_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Config file (default: $ACCELD_CONFIG, else /etc/acceld/config.yaml).",
-    )(command)
+    return config_option(command)
 
 
 def existing_state_store(config_file: Path | None, state_dir: Path | None) -> SqliteStateStore:
