@@ -42,6 +42,8 @@ _TOC_TYPES = {
     th.FIFO: "fifo",
 }
 _TOC_WRITE = 1 << 20
+_HASH_BATCH = 1 << 20
+_SPILL_BLOCK = 1 << 20
 _EMPTY_DIGEST = "sha256:" + hashlib.sha256(b"").hexdigest()
 
 
@@ -113,14 +115,31 @@ class _BlobState:
         self.toc: list[TocEntry] = []
         self.payloads: dict[int, _PayloadRef] = {}
         self._pieces: list[bytes] = []
+        self._unhashed: list[bytes] = []
+        self._unhashed_size = 0
         self._prefix = 0
         self._closed = 0
 
     def append(self, data: bytes) -> None:
         self._pieces.append(data)
 
+    def _hash_later(self, data: bytes) -> None:
+        # One sha256 call per MiB, not per member: each call releases and retakes the GIL,
+        # and with thousands of small members the retaking costs more than the hashing.
+        self._unhashed.append(data)
+        self._unhashed_size += len(data)
+        self.uncompressed += len(data)
+        if self._unhashed_size >= _HASH_BATCH:
+            self.hash_pending()
+
+    def hash_pending(self) -> None:
+        self.diff_id.update(b"".join(self._unhashed))
+        self._unhashed = []
+        self._unhashed_size = 0
+
     def hashed(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
         """`pieces`, counted into the uncompressed stream as they pass."""
+        self.hash_pending()
         for piece in pieces:
             self.diff_id.update(piece)
             self.uncompressed += len(piece)
@@ -134,12 +153,33 @@ class _BlobState:
         if self._pieces:
             data = b"".join(self._pieces)
             self._pieces = []
-            self.diff_id.update(data)
-            self.uncompressed += len(data)
+            self._hash_later(data)
             self.members.add(data, self._prefix)
             self._closed += 1
         self._prefix = digest_prefix
         return self._closed
+
+
+class _SpillReader:
+    """Reads payloads back from the spill file, small ones through a 1 MiB read-ahead block.
+
+    Small files follow each other in the spill, so one read serves hundreds of them.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._block = b""
+        self._block_start = 0
+
+    def read(self, offset: int, length: int) -> bytes:
+        if length >= _SPILL_BLOCK:
+            return os.pread(self._fd, length, offset)
+        start = offset - self._block_start
+        if start < 0 or start + length > len(self._block):
+            self._block = os.pread(self._fd, _SPILL_BLOCK, offset)
+            self._block_start = offset
+            start = 0
+        return self._block[start : start + length]
 
 
 class _Owners:
@@ -180,12 +220,13 @@ def write_blob(
     members = MemberWriter(out, level, workers)
     state = _BlobState(members)
     owners = _Owners()
+    spill = _SpillReader(spill_fd)
     # Popping from a reversed list drops each entry once written: with many files the entry
     # metadata is the largest thing in memory, and the TOC still has to be built after it.
     entries.reverse()
     try:
         while entries:
-            _write_entry(entries.pop(), spill_fd, state, owners, chunk_size)
+            _write_entry(entries.pop(), spill, state, owners, chunk_size)
         state.start_member()
         members.flush()
     finally:
@@ -279,7 +320,7 @@ def _toc_entry(
 
 
 def _write_entry(
-    entry: SpilledEntry, spill_fd: int, state: _BlobState, owners: _Owners, chunk_size: int
+    entry: SpilledEntry, spill: _SpillReader, state: _BlobState, owners: _Owners, chunk_size: int
 ) -> None:
     header = entry.header
     state.append(th.encode_header(header))
@@ -293,7 +334,7 @@ def _write_entry(
     for chunk_offset in range(0, header.size, chunk_size):
         length = min(chunk_size, header.size - chunk_offset)
         member = state.start_member(length)
-        chunk = os.pread(spill_fd, length, entry.spill_offset + chunk_offset)
+        chunk = spill.read(entry.spill_offset + chunk_offset, length)
         if file_digest is not None:
             file_digest.update(chunk)
         state.append(chunk)

@@ -127,8 +127,9 @@ class MemberWriter:
         for member, digest in results:
             self.offsets.append(self.written)
             self.prefix_digests.append(digest)
-            self._dest.write(member)
             self.written += len(member)
+        # One write per batch: each write also hashes, and small calls cost GIL handoffs.
+        self._dest.write(b"".join(member for member, _ in results))
 
     def flush(self) -> None:
         """Write every queued member."""
