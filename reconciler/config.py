@@ -33,6 +33,7 @@ from reconciler.secrets import Secret, read_secret
 
 ENV_CONFIG = "ACCELD_CONFIG"
 DEFAULT_CONFIG_PATH = Path("/etc/acceld/config.yaml")
+DEFAULT_STATE_DIR = "/var/lib/acceld"
 
 ConversionLimits = LayerLimits
 
@@ -139,6 +140,21 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
         raise ConfigError(str(exc)) from None
 
 
+def load_state_dir(path: Path | None, env: Mapping[str, str] | None = None) -> Path:
+    """Only the state directory: what `status` and `retry` need, without reading any secret
+    (an operator's shell does not have the daemon's credentials)."""
+    environ = os.environ if env is None else env
+    path = config_path(path, environ)
+    data = _read_yaml(path)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping of settings")
+    try:
+        state_dir: str = Fields(data).string("state_dir", DEFAULT_STATE_DIR)
+    except FieldError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return path.parent / state_dir
+
+
 class _StrictLoader(yaml.SafeLoader):
     """Refuses duplicate keys, which plain YAML loading resolves by keeping the last silently."""
 
@@ -184,7 +200,7 @@ def _parse(data: Any, path: Path, env: Mapping[str, str]) -> Config:
     fields = Fields(data)
     base = path.parent
     source = _source(fields.child("source"), env, base)
-    state_dir = base / fields.string("state_dir", "/var/lib/acceld")
+    state_dir = base / fields.string("state_dir", DEFAULT_STATE_DIR)
     config = Config(
         source=source,
         state_dir=state_dir,

@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import click
 
-from reconciler.config import load_config
+from reconciler.config import load_state_dir
 from reconciler.config_option import config_option
 from reconciler.sqlite_store import SqliteStateStore, state_db_path
 
@@ -27,5 +27,5 @@ def state_location_options(command: F) -> F:
 
 def existing_state_store(config_file: Path | None, state_dir: Path | None) -> SqliteStateStore:
     """The store of an acceld that has run; an error, and nothing created, when there is none."""
-    directory = state_dir if state_dir is not None else load_config(config_file).state_dir
+    directory = state_dir if state_dir is not None else load_state_dir(config_file)
     return SqliteStateStore(state_db_path(directory, must_exist=True))

@@ -146,3 +146,19 @@ def test_status_of_a_missing_state_dir_is_an_error_and_creates_nothing(tmp_path:
     assert done.stderr.startswith("acceld: error: ")
     assert "no state database" in done.stderr
     assert not (tmp_path / "typo").exists()
+
+
+def test_status_reads_only_the_state_dir_so_the_daemons_secrets_need_not_be_at_hand(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    SqliteStateStore(state_db_path(state, must_exist=False)).close()
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "source: {kind: harbor, url: 'https://harbor.example', username: 'robot$a',"
+        " password_env: ACCELD_NOT_SET_IN_THIS_SHELL}\n"
+        "state_dir: state\npolicies: [{name: a, formats: [estargz]}]\n"
+    )
+    answer = CliRunner().invoke(cli, ["status", "--config", str(config), "--output", "json"])
+    assert answer.exit_code == 0, answer.output
+    assert json.loads(answer.output)["queue"]["pending"] == 0
