@@ -13,40 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from harbor_api.version import ACCELD_VERSION
 from tests.support.acceld_process import acceld, registry_config
 from tests.support.converted_images import check_converted_manifest, pull_manifest
-from tests.support.images import Entry, PushedImage, push_image
 from tests.support.registry_server import RunningRegistry, start_registry
-
-
-def _layer(seed: int, size: int) -> list[Entry]:
-    rng = random.Random(seed)
-    words = [bytes(rng.choice(b"abcdefghijklmnop") for _ in range(8)) for _ in range(512)]
-    data = b" ".join(rng.choice(words) for _ in range(size // 9))
-    return [Entry("data", "dir", mode=0o755), Entry(f"data/blob-{seed}", data=data)]
-
-
-def _fallback_entries(url: str, repository: str, digest: str) -> list[str]:
-    answer = requests.get(
-        f"{url}/v2/{repository}/manifests/sha256-{digest[7:]}",
-        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
-        timeout=10,
-    )
-    if answer.status_code == 404:
-        return []
-    answer.raise_for_status()
-    return [m["digest"] for m in answer.json()["manifests"]]
+from tests.support.reliability import fallback_entries, push_distinct_images
 
 
 def _crash_then_finish(registry: RunningRegistry, tmp: Path, trial: int, rng: random.Random) -> int:
     """One trial; returns how many images still lacked their referrer when the kill came."""
-    images: list[PushedImage] = [
-        push_image(registry.url, f"crash{trial}/app{n}", "v1", [_layer(trial * 100 + n, 16 << 20)])
-        for n in range(4)
-    ]
+    images = push_distinct_images(registry.url, f"crash{trial}", 4, size=16 << 20, seed=trial)
     config = registry_config(
         tmp,
         registry.host,
@@ -62,14 +39,14 @@ def _crash_then_finish(registry: RunningRegistry, tmp: Path, trial: int, rng: ra
     os.kill(process.pid, signal.SIGKILL)
     process.wait(timeout=10)
     unfinished = sum(
-        1 for image in images if not _fallback_entries(registry.url, image.repository, image.digest)
+        1 for image in images if not fallback_entries(registry.url, image.repository, image.digest)
     )
 
     again = acceld("backfill", "--config", str(config), "--output", "json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["converged"] is True
     for image in images:
-        entries = _fallback_entries(registry.url, image.repository, image.digest)
+        entries = fallback_entries(registry.url, image.repository, image.digest)
         assert len(entries) == 1, (image.repository, entries)
         original = pull_manifest(registry.url, image.repository, image.digest)
         check_converted_manifest(
