@@ -51,6 +51,5 @@ setup(
     entry_points={"console_scripts": ["acceld=reconciler.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3.11",
-        "License :: OSI Approved :: Apache Software License",
     ],
 )
