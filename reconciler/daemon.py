@@ -342,29 +342,12 @@ class Daemon:
         self.http.start()
         scan_config = self.config.scan
         now = datetime.now(UTC)
-        self.scheduler.add_job(
-            self.run_scan,
-            "interval",
-            args=[FULL],
-            id="full-scan",
-            seconds=scan_config.full_interval_seconds,
-            next_run_time=now,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(60, scan_config.full_interval_seconds // 2),
-            jitter=min(60, max(1, scan_config.full_interval_seconds // 20)),
-        )
-        self.scheduler.add_job(
-            self.run_scan,
-            "interval",
-            args=[INCREMENTAL],
-            id="incremental-scan",
-            seconds=scan_config.incremental_interval_seconds,
-            next_run_time=now + timedelta(seconds=scan_config.incremental_interval_seconds),
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(10, scan_config.incremental_interval_seconds // 2),
-            jitter=min(10, max(1, scan_config.incremental_interval_seconds // 20)),
+        self._add_scan_job(FULL, scan_config.full_interval_seconds, now, 60)
+        self._add_scan_job(
+            INCREMENTAL,
+            scan_config.incremental_interval_seconds,
+            now + timedelta(seconds=scan_config.incremental_interval_seconds),
+            10,
         )
         self.scheduler.add_job(
             self.probe_source,
@@ -384,6 +367,23 @@ class Daemon:
             thread.start()
         log.info("serving", extra={"url": self.http.url, "workers": self.config.workers})
         sd_notify.ready("serving")
+
+    def _add_scan_job(self, kind: str, interval: int, first_run: datetime, slack: int) -> None:
+        """A scan every `interval` s, never two at once, a missed run coalesced; up to `slack` s
+        of jitter (a twentieth of the interval at most) so that many daemons do not scan Harbor
+        in step."""
+        self.scheduler.add_job(
+            self.run_scan,
+            "interval",
+            args=[kind],
+            id=f"{kind}-scan",
+            seconds=interval,
+            next_run_time=first_run,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(slack, interval // 2),
+            jitter=min(slack, max(1, interval // 20)),
+        )
 
     def request_stop(self) -> None:
         self._stop_requested = True
