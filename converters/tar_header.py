@@ -14,6 +14,7 @@ Names, link targets and PAX values stay bytes end to end, so nothing is lost to 
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass
 
 BLOCK = 512
@@ -104,6 +105,11 @@ def parse_number(field: bytes, what: str) -> int:
         if field[0] == 0xFF:
             value -= 1 << (8 * (len(field) - 1))
         return value
+    try:
+        # The usual field: digits then NULs or spaces. Anything odd takes the slow path below.
+        return int(field.rstrip(b"\x00 "), 8)
+    except ValueError:
+        pass
     text = field.split(b"\x00", 1)[0].strip(b" ")
     if not text:
         return 0
@@ -111,6 +117,16 @@ def parse_number(field: bytes, what: str) -> int:
         return int(text, 8)
     except ValueError:
         raise TarFormatError(f"invalid octal number in {what} field: {text!r}") from None
+
+
+def _byte_sum(block: bytes) -> int:
+    """Sum of the bytes of a 512-byte block, in C.
+
+    Adler-32's low half is 1 + the byte sum modulo 65521; a 256-byte half sums to at most
+    65280, so per half it is the exact sum.
+    """
+    view = memoryview(block)
+    return (zlib.adler32(view[:256]) & 0xFFFF) + (zlib.adler32(view[256:]) & 0xFFFF) - 2
 
 
 def is_zero_block(block: bytes) -> bool:
@@ -126,7 +142,7 @@ def _signed_checksum(block: bytes) -> int:
 def parse_block(block: bytes) -> RawHeader:
     """Decode one header block, checking its checksum."""
     stored = parse_number(block[148:156], "chksum")
-    unsigned = sum(block) - sum(block[148:156]) + 8 * 32
+    unsigned = _byte_sum(block) - sum(block[148:156]) + 8 * 32
     if stored != unsigned and stored != _signed_checksum(block):
         raise TarFormatError(f"header checksum {stored} does not match computed {unsigned}")
     (
@@ -228,27 +244,29 @@ def _split_ustar_name(name: bytes) -> tuple[bytes, bytes] | None:
     return None
 
 
-def _block(
-    name: bytes, prefix: bytes, header: TarHeader, typeflag: bytes, size: int, linkname: bytes
-) -> bytes:
-    fields = bytearray(BLOCK)
-    fields[0 : len(name)] = name
-    fields[100:108] = _octal(header.mode & 0o7777777, 8)
-    fields[108:116] = _number(header.uid, 8)
-    fields[116:124] = _number(header.gid, 8)
-    fields[124:136] = _number(size, 12)
-    fields[136:148] = _number(max(header.mtime, 0), 12)
-    fields[148:156] = b" " * 8
-    fields[156:157] = typeflag
-    fields[157 : 157 + len(linkname)] = linkname
-    fields[257:265] = USTAR_MAGIC
-    fields[265 : 265 + len(header.uname)] = header.uname
-    fields[297 : 297 + len(header.gname)] = header.gname
-    fields[329:337] = _number(header.devmajor, 8)
-    fields[337:345] = _number(header.devminor, 8)
-    fields[345 : 345 + len(prefix)] = prefix
-    fields[148:156] = b"%06o\x00 " % sum(fields)
-    return bytes(fields)
+def _block(header: TarHeader, name: bytes, prefix: bytes, size: int, linkname: bytes) -> bytes:
+    """One ustar block; `name`, `prefix` and `linkname` already fit their fields.
+
+    Fields longer than their width (uname, gname) are cut by the packing.
+    """
+    fields = _FIELDS.pack(
+        name,
+        _octal(header.mode & 0o7777777, 8),
+        _number(header.uid, 8),
+        _number(header.gid, 8),
+        _number(size, 12),
+        _number(max(header.mtime, 0), 12),
+        b" " * 8,
+        header.typeflag,
+        linkname,
+        USTAR_MAGIC,
+        header.uname,
+        header.gname,
+        _number(header.devmajor, 8),
+        _number(header.devminor, 8),
+        prefix,
+    )
+    return fields[:148] + b"%06o\x00 " % _byte_sum(fields) + fields[156:]
 
 
 def padding(size: int) -> bytes:
@@ -274,34 +292,16 @@ def encode_header(header: TarHeader) -> bytes:
     for key, text in ((b"uname", header.uname), (b"gname", header.gname)):
         if len(text) > 32 or not text.isascii():
             records.append((key, text))
-    pax_keys = {key for key, _ in header.pax}
-    if not _fits_octal(header.mtime, 12) and b"mtime" not in pax_keys:
+    if not _fits_octal(header.mtime, 12) and all(key != b"mtime" for key, _ in header.pax):
         records.append((b"mtime", b"%d" % header.mtime))
     records.extend(header.pax)
     prefix, name = split
-    main = _block(
-        name,
-        prefix,
-        TarHeader(
-            name=b"",
-            typeflag=header.typeflag,
-            mode=header.mode,
-            uid=header.uid,
-            gid=header.gid,
-            mtime=header.mtime,
-            uname=header.uname[:32],
-            gname=header.gname[:32],
-            devmajor=header.devmajor,
-            devminor=header.devminor,
-        ),
-        header.typeflag,
-        header.size,
-        linkname,
-    )
+    main = _block(header, name, prefix, header.size, linkname)
     if not records:
         return main
     payload = b"".join(pax_record(key, value) for key, value in records)
-    extended = _block(
-        b"././@PaxHeader", b"", TarHeader(name=b"", typeflag=PAX), PAX, len(payload), b""
-    )
+    extended = _block(_PAX_HEADER, b"././@PaxHeader", b"", len(payload), b"")
     return extended + payload + padding(len(payload)) + main
+
+
+_PAX_HEADER = TarHeader(name=b"", typeflag=PAX)
