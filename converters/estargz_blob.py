@@ -9,9 +9,8 @@ workers fill in the TOC, which goes last, in its own member, before the footer.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -22,11 +21,13 @@ from converters.gzip_members import MemberWriter, write_member
 from converters.toc import (
     ANNOTATION_TOC_DIGEST,
     ANNOTATION_UNCOMPRESSED_SIZE,
+    TOC_JSON_END,
+    TOC_JSON_START,
     PayloadLocation,
     TocEntry,
     footer,
     format_modtime,
-    toc_json_pieces,
+    toc_entry_json,
 )
 
 _EOF_BLOCKS = b"\x00" * (2 * th.BLOCK)
@@ -224,14 +225,16 @@ def write_blob(
     # Popping from a reversed list drops each entry once written: with many files the entry
     # metadata is the largest thing in memory, and the TOC still has to be built after it.
     entries.reverse()
+    toc_spill = _TocSpill(spill_fd)
     try:
         while entries:
             _write_entry(entries.pop(), spill, state, owners, chunk_size)
+            toc_spill.write_ready(state)
         state.start_member()
         members.flush()
     finally:
         members.close()
-    toc = _spill_toc(state, spill_fd)
+    toc = toc_spill.finish(state)
     toc_offset = out.written
     write_member(out, state.hashed(_toc_tar_pieces(toc, spill_fd)), level)
     out.write(footer(toc_offset))
@@ -253,23 +256,68 @@ class _SpilledToc:
     digest: str
 
 
-def _spill_toc(state: _BlobState, spill_fd: int) -> _SpilledToc:
-    start = os.fstat(spill_fd).st_size
-    digest = hashlib.sha256()
-    size = 0
-    buffered: list[bytes] = []
-    buffered_size = 0
-    pieces = toc_json_pieces(state.toc, _locator(state))
-    for piece in itertools.chain(pieces, [b""]):
-        buffered.append(piece)
-        buffered_size += len(piece)
-        if buffered_size >= _TOC_WRITE or not piece:
-            data = b"".join(buffered)
-            os.pwrite(spill_fd, data, start + size)
-            digest.update(data)
-            size += len(data)
-            buffered, buffered_size = [], 0
-    return _SpilledToc(start, size, "sha256:" + digest.hexdigest())
+class _TocSpill:
+    """Writes the TOC JSON to the end of the spill file while the members are being compressed.
+
+    An entry goes out as soon as the member holding its payload has been written (its offset
+    and digest are known), so the JSON is mostly done when the last member is. The newest entry
+    is held back until another follows: only the last entry lacks the trailing comma.
+    """
+
+    def __init__(self, spill_fd: int) -> None:
+        self._fd = spill_fd
+        self._start = os.fstat(spill_fd).st_size
+        self._digest = hashlib.sha256()
+        self._size = 0
+        self._buffered: list[bytes] = [TOC_JSON_START]
+        self._buffered_size = len(TOC_JSON_START)
+        self._next = 0
+
+    def write_ready(self, state: _BlobState) -> None:
+        """Write the entries whose payload locations are known, keeping the newest back."""
+        held_back = len(state.toc) - 1
+        written = len(state.members.offsets)
+        index = self._next
+        while index < held_back:
+            ref = state.payloads.get(index)
+            if ref is not None and ref.member >= written:
+                break
+            self._add(toc_entry_json(state.toc[index], _location(state, ref), last=False))
+            index += 1
+        self._next = index
+
+    def _add(self, piece: bytes) -> None:
+        self._buffered.append(piece)
+        self._buffered_size += len(piece)
+        if self._buffered_size >= _TOC_WRITE:
+            self._write_buffered()
+
+    def _write_buffered(self) -> None:
+        data = b"".join(self._buffered)
+        os.pwrite(self._fd, data, self._start + self._size)
+        self._digest.update(data)
+        self._size += len(data)
+        self._buffered, self._buffered_size = [], 0
+
+    def finish(self, state: _BlobState) -> _SpilledToc:
+        """Write the rest; every member must have been written."""
+        self.write_ready(state)
+        last = len(state.toc) - 1
+        for index in range(self._next, last + 1):
+            ref = state.payloads.get(index)
+            self._add(toc_entry_json(state.toc[index], _location(state, ref), last=index == last))
+        self._add(TOC_JSON_END)
+        self._write_buffered()
+        return _SpilledToc(self._start, self._size, "sha256:" + self._digest.hexdigest())
+
+
+def _location(state: _BlobState, ref: _PayloadRef | None) -> PayloadLocation | None:
+    if ref is None:
+        return None
+    digest = state.members.prefix_digests[ref.member]
+    return PayloadLocation(
+        state.members.offsets[ref.member], digest, digest if ref.whole_file else ""
+    )
 
 
 def _toc_tar_pieces(toc: _SpilledToc, spill_fd: int) -> Iterator[bytes]:
@@ -278,20 +326,6 @@ def _toc_tar_pieces(toc: _SpilledToc, spill_fd: int) -> Iterator[bytes]:
     for offset in range(0, toc.size, _TOC_WRITE):
         yield os.pread(spill_fd, min(_TOC_WRITE, toc.size - offset), toc.start + offset)
     yield th.padding(toc.size) + _EOF_BLOCKS
-
-
-def _locator(state: _BlobState) -> Callable[[int], PayloadLocation | None]:
-    offsets = state.members.offsets
-    digests = state.members.prefix_digests
-
-    def locate(toc_index: int) -> PayloadLocation | None:
-        ref = state.payloads.get(toc_index)
-        if ref is None:
-            return None
-        digest = digests[ref.member]
-        return PayloadLocation(offsets[ref.member], digest, digest if ref.whole_file else "")
-
-    return locate
 
 
 def _toc_entry(

@@ -122,6 +122,10 @@ def _value(value: str | int | dict[str, str]) -> str:
     return "{\n" + members + "\n\t\t\t}"
 
 
+TOC_JSON_START = b'{\n\t"version": %d,\n\t"entries": [\n' % TOC_VERSION
+TOC_JSON_END = b"\t]\n}"
+
+
 def toc_json_pieces(
     entries: Sequence[TocEntry], locate: Callable[[int], PayloadLocation | None] | None = None
 ) -> Iterator[bytes]:
@@ -130,16 +134,18 @@ def toc_json_pieces(
     `locate(index)` gives an entry's payload values known only after compression, if any.
     Pieces keep memory flat: a TOC of many entries is never one string.
     """
-    yield b'{\n\t"version": %d,\n\t"entries": [\n' % TOC_VERSION
+    yield TOC_JSON_START
     last = len(entries) - 1
     for index, entry in enumerate(entries):
-        lines = ",\n".join(
-            f"\t\t\t{_quote(key)}: {_value(value)}"
-            for key, value in entry.fields(locate(index) if locate else None)
-        )
-        block = "\t\t{\n" + lines + ("\n\t\t}\n" if index == last else "\n\t\t},\n")
-        yield _go_escapes(block).encode("utf-8")
-    yield b"\t]\n}"
+        yield toc_entry_json(entry, locate(index) if locate else None, last=index == last)
+    yield TOC_JSON_END
+
+
+def toc_entry_json(entry: TocEntry, late: PayloadLocation | None, *, last: bool) -> bytes:
+    """One element of the TOC's `entries` array, with the comma that follows all but the last."""
+    lines = ",\n".join(f"\t\t\t{_quote(key)}: {_value(value)}" for key, value in entry.fields(late))
+    block = "\t\t{\n" + lines + ("\n\t\t}\n" if last else "\n\t\t},\n")
+    return _go_escapes(block).encode("utf-8")
 
 
 def _go_escapes(text: str) -> str:
