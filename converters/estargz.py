@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from converters import tar_header as th
+from converters.batched_writes import BatchedWriter
 from converters.entry_names import clean_name, display
 from converters.entry_order import (
     NO_PREFETCH_LANDMARK,
@@ -32,8 +33,6 @@ from converters.tar_reader import TarReader
 from converters.toc import LANDMARK_CONTENTS
 
 __all__ = ["ConvertedLayer", "EstargzOptions", "LayerLimits", "convert_layer"]
-
-_SPILL_WRITE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -95,37 +94,11 @@ def _spill_layer(source: BinaryIO, spill: BinaryIO, options: EstargzOptions) -> 
     return _with_landmarks(entries, options.prioritized_files, spill)
 
 
-class _SpillWriter:
-    """Appends payloads to the spill file, small ones gathered into 1 MiB writes.
-
-    A write call per small file would cost more than the copying it saves.
-    """
-
-    def __init__(self, spill: BinaryIO) -> None:
-        self._spill = spill
-        self._pending: list[bytes] = []
-        self._pending_size = 0
-
-    def write(self, data: bytes) -> None:
-        self._pending.append(data)
-        self._pending_size += len(data)
-        if self._pending_size >= _SPILL_WRITE:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._pending:
-            self._spill.write(
-                b"".join(self._pending) if len(self._pending) > 1 else self._pending[0]
-            )
-            self._pending = []
-            self._pending_size = 0
-
-
 def _read_entries(reader: TarReader, spill: BinaryIO) -> list[SpilledEntry]:
     entries: list[SpilledEntry] = []
     seen: set[bytes] = set()
     spilled = 0
-    writer = _SpillWriter(spill)
+    writer = BatchedWriter(spill.write)
     while (header := reader.next_header()) is not None:
         where = f"tar entry at offset {reader.header_offset}"
         key = clean_name(header.name, where)

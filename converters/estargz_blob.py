@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from converters import tar_header as th
+from converters.batched_writes import BatchedWriter
 from converters.entry_names import display
 from converters.entry_order import TOC_NAME
 from converters.gzip_members import MemberWriter, write_member
@@ -269,8 +270,8 @@ class _TocSpill:
         self._start = os.fstat(spill_fd).st_size
         self._digest = hashlib.sha256()
         self._size = 0
-        self._buffered: list[bytes] = [TOC_JSON_START]
-        self._buffered_size = len(TOC_JSON_START)
+        self._out = BatchedWriter(self._write_at_end)
+        self._out.write(TOC_JSON_START)
         self._next = 0
 
     def write_ready(self, state: _BlobState) -> None:
@@ -282,22 +283,14 @@ class _TocSpill:
             ref = state.payloads.get(index)
             if ref is not None and ref.member >= written:
                 break
-            self._add(toc_entry_json(state.toc[index], _location(state, ref), last=False))
+            self._out.write(toc_entry_json(state.toc[index], _location(state, ref), last=False))
             index += 1
         self._next = index
 
-    def _add(self, piece: bytes) -> None:
-        self._buffered.append(piece)
-        self._buffered_size += len(piece)
-        if self._buffered_size >= _TOC_WRITE:
-            self._write_buffered()
-
-    def _write_buffered(self) -> None:
-        data = b"".join(self._buffered)
+    def _write_at_end(self, data: bytes) -> None:
         os.pwrite(self._fd, data, self._start + self._size)
         self._digest.update(data)
         self._size += len(data)
-        self._buffered, self._buffered_size = [], 0
 
     def finish(self, state: _BlobState) -> _SpilledToc:
         """Write the rest; every member must have been written."""
@@ -305,9 +298,11 @@ class _TocSpill:
         last = len(state.toc) - 1
         for index in range(self._next, last + 1):
             ref = state.payloads.get(index)
-            self._add(toc_entry_json(state.toc[index], _location(state, ref), last=index == last))
-        self._add(TOC_JSON_END)
-        self._write_buffered()
+            self._out.write(
+                toc_entry_json(state.toc[index], _location(state, ref), last=index == last)
+            )
+        self._out.write(TOC_JSON_END)
+        self._out.flush()
         return _SpilledToc(self._start, self._size, "sha256:" + self._digest.hexdigest())
 
 
