@@ -47,6 +47,8 @@ _TOC_WRITE = 1 << 20
 _HASH_BATCH = 1 << 20
 _SPILL_BLOCK = 1 << 20
 _EMPTY_DIGEST = "sha256:" + hashlib.sha256(b"").hexdigest()
+# Stands in for a file's TOC entry until its payload is written and the entry can be made.
+_FIRST_CHUNK = TocEntry(name="", type="reg")
 
 
 @dataclass(frozen=True)
@@ -342,10 +344,14 @@ def _toc_entry(
         group_name=owners.group(header),
         dev_major=header.devmajor if device else 0,
         dev_minor=header.devminor if device else 0,
-        xattrs=tuple(sorted((display(key), value) for key, value in header.xattrs().items())),
+        xattrs=_xattrs(header) if header.pax else (),
         digest=(digest or _EMPTY_DIGEST) if regular else "",
         chunk_size=chunk_size,
     )
+
+
+def _xattrs(header: th.TarHeader) -> tuple[tuple[str, bytes], ...]:
+    return tuple(sorted((display(key), value) for key, value in header.xattrs().items()))
 
 
 def _write_entry(
@@ -372,7 +378,7 @@ def _write_entry(
         state.payloads[len(state.toc)] = _PayloadRef(member, not chunked)
         if chunk_offset == 0:
             first_chunk_size = size
-            state.toc.append(TocEntry(name="", type="reg"))
+            state.toc.append(_FIRST_CHUNK)
         else:
             state.toc.append(
                 TocEntry(

@@ -85,10 +85,7 @@ class TocEntry:
             ("offset", offset or self.offset),
             ("devMajor", self.dev_major),
             ("devMinor", self.dev_minor),
-            (
-                "xattrs",
-                {key: base64.b64encode(value).decode("ascii") for key, value in self.xattrs},
-            ),
+            ("xattrs", self._encoded_xattrs() if self.xattrs else None),
             ("digest", digest or self.digest),
             ("chunkOffset", self.chunk_offset),
             ("chunkSize", self.chunk_size),
@@ -97,6 +94,9 @@ class TocEntry:
         return [("name", self.name), ("type", self.type)] + [
             (key, value) for key, value in optional if value
         ]
+
+    def _encoded_xattrs(self) -> dict[str, str]:
+        return {key: base64.b64encode(value).decode("ascii") for key, value in self.xattrs}
 
 
 @functools.lru_cache(maxsize=4096)
