@@ -105,9 +105,12 @@ def parse_number(field: bytes, what: str) -> int:
         if field[0] == 0xFF:
             value -= 1 << (8 * (len(field) - 1))
         return value
+    # The usual field: digits, or nothing, then NULs or spaces. Anything odd takes the slow path.
+    digits = field.rstrip(b"\x00 ")
+    if not digits:
+        return 0
     try:
-        # The usual field: digits then NULs or spaces. Anything odd takes the slow path below.
-        return int(field.rstrip(b"\x00 "), 8)
+        return int(digits, 8)
     except ValueError:
         pass
     text = field.split(b"\x00", 1)[0].strip(b" ")

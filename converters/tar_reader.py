@@ -10,6 +10,7 @@ from converters.layer_source import LayerSource
 from converters.limits import LayerLimits
 
 _PIECE = 1 << 20
+_ENTRY_TYPES = th.REGULAR_TYPES + th.HEADER_ONLY_TYPES
 
 
 class TarReader:
@@ -139,9 +140,9 @@ class TarReader:
         name = fields.get(b"path", long_name if long_name is not None else raw.name)
         if raw.typeflag == th.PAX_GLOBAL:
             raise LayerRejected(f"{self._where(name)}: global PAX headers are not supported")
-        if raw.typeflag == b"S" or any(key.startswith(b"GNU.sparse.") for key in extra):
+        if raw.typeflag == b"S" or (extra and any(key.startswith(b"GNU.sparse.") for key in extra)):
             raise LayerRejected(f"{self._where(name)}: sparse files are not supported")
-        if raw.typeflag not in th.REGULAR_TYPES + th.HEADER_ONLY_TYPES:
+        if raw.typeflag not in _ENTRY_TYPES:
             raise LayerRejected(
                 f"{self._where(name)}: unsupported entry type {raw.typeflag.decode('latin-1')!r}"
             )
@@ -157,12 +158,14 @@ class TarReader:
             if b"." not in pax_mtime:
                 del extra[b"mtime"]
         size = 0 if raw.typeflag in th.HEADER_ONLY_TYPES else raw.size
-        try:
-            size = int(fields.get(b"size", b"%d" % size))
-            uid = int(fields.get(b"uid", b"%d" % raw.uid))
-            gid = int(fields.get(b"gid", b"%d" % raw.gid))
-        except ValueError:
-            raise LayerRejected(f"{self._where(name)}: non-numeric PAX size/uid/gid") from None
+        uid, gid = raw.uid, raw.gid
+        if fields:
+            try:
+                size = int(fields.get(b"size", b"%d" % size))
+                uid = int(fields.get(b"uid", b"%d" % uid))
+                gid = int(fields.get(b"gid", b"%d" % gid))
+            except ValueError:
+                raise LayerRejected(f"{self._where(name)}: non-numeric PAX size/uid/gid") from None
         if size < 0:
             raise LayerRejected(f"{self._where(name)}: negative size {size}")
         header = th.TarHeader(
