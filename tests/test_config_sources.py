@@ -1,27 +1,16 @@
 """The clients a loaded config builds reach real servers with the configured credentials."""
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from harbor_api.errors import Unauthorized
 from reconciler.config import HarborSource, RegistrySource, load_config
-from tests.support.harbor_emulator import (
-    ADMIN,
-    ADMIN_PASSWORD,
-    RunningHarbor,
-    start_harbor_emulator,
-)
+from tests.support.harbor_emulator import ADMIN, ADMIN_PASSWORD, RunningHarbor
 from tests.support.images import push_image
 from tests.support.registry_server import RunningRegistry
 
-
-@pytest.fixture
-def harbor(registry: RunningRegistry) -> Iterator[RunningHarbor]:
-    running = start_harbor_emulator(registry.url)
-    yield running
-    running.stop()
+pytest_plugins = ("tests.support.harbor_fixtures",)
 
 
 def _harbor_config(tmp_path: Path, url: str, password: str) -> Path:
