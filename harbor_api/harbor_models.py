@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from harbor_api.errors import AcceldError
 from harbor_api.oci import Platform
+from harbor_api.timestamps import parse_rfc3339
 
 
 class HarborAnswerInvalid(AcceldError):
@@ -57,12 +58,9 @@ def parse_time(value: str, where: str) -> datetime | None:
     if not value or value.startswith("0001-01-01"):
         return None
     try:
-        parsed = datetime.fromisoformat(value)
+        return parse_rfc3339(value)
     except ValueError:
         raise HarborAnswerInvalid(f"{where}: expected an RFC 3339 time, got {value!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _annotations(data: Mapping[str, Any], key: str, where: str) -> dict[str, str]:

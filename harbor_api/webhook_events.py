@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from harbor_api.errors import AcceldError
+from harbor_api.timestamps import parse_rfc3339
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
 
@@ -136,11 +137,9 @@ def _parse_cloudevent(document: Mapping[str, Any]) -> WebhookParseResult:
     delivery_id = _string(document, "id", "")
     time_text = _string(document, "time", "")
     try:
-        occurred_at = datetime.fromisoformat(time_text)
+        occurred_at = parse_rfc3339(time_text)
     except ValueError:
         raise WebhookInvalid(f"time: expected an RFC 3339 time, got {_got(time_text)}") from None
-    if occurred_at.tzinfo is None:
-        occurred_at = occurred_at.replace(tzinfo=UTC)
     operator = document.get("operator", "")
     if not isinstance(operator, str):
         raise WebhookInvalid(f"operator: expected a string, got {_got(operator)}")
