@@ -26,8 +26,6 @@ class ReferrerFormats:
     def __init__(self, registry: RegistryClient, store: StateStore) -> None:
         self._registry = registry
         self._store = store
-        self.manifest_reads = 0
-        """Manifests read to classify a referrer (the scan's only per-referrer cost)."""
 
     def observed(
         self, repository: str, digest: str, accessories: Iterable[Accessory] | None = None
@@ -59,7 +57,6 @@ class ReferrerFormats:
         cached = self._store.classification_get(digest)
         if cached is not MISSING:
             return cached
-        self.manifest_reads += 1
         try:
             content = self._registry.get_manifest(repository, digest).content
         except NotFound:
