@@ -41,6 +41,13 @@ class EstargzOptions:
 
     chunk_size: int = 4 << 20
     """Files larger than this are split into chunks, one gzip member each."""
+    min_chunk_size: int = 0
+    """0: every payload chunk starts its own gzip member, which every eStargz reader expects.
+
+    Above 0, payloads share the open member (TOC `innerOffset`) until it holds this many
+    uncompressed bytes: much smaller blobs for layers of many small files, readable only by
+    stargz-snapshotter v0.13.0 and later. Landmarks and the TOC still start their own members.
+    """
     compression_level: int = 9
     """zlib level of every gzip member."""
     prioritized_files: tuple[str, ...] = ()
@@ -52,6 +59,8 @@ class EstargzOptions:
     def __post_init__(self) -> None:
         if self.chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, got {self.chunk_size}")
+        if self.min_chunk_size < 0:
+            raise ValueError(f"min_chunk_size must be 0 or more, got {self.min_chunk_size}")
         if not 0 <= self.compression_level <= 9:
             raise ValueError(f"compression_level must be 0..9, got {self.compression_level}")
         if self.workers is not None and self.workers < 1:
@@ -79,6 +88,7 @@ def convert_layer(
             level=options.compression_level,
             workers=options.thread_count(),
             chunk_size=options.chunk_size,
+            min_chunk_size=options.min_chunk_size,
         )
 
 

@@ -1,9 +1,11 @@
 """The second pass of the eStargz conversion: entries in their final order become gzip members.
 
 A new member starts at the blob start, at every payload chunk and at the TOC; headers of the
-entries that follow a payload share its member, as in the Go writer. Members are compressed on
-several threads (`MemberWriter`); their offsets and the payload digests computed on the
-workers fill in the TOC, which goes last, in its own member, before the footer.
+entries that follow a payload share its member, as in the Go writer. With a minimum chunk size,
+a payload starts a new member only once the open one holds that many uncompressed bytes (or the
+payload is a landmark); until then it joins the open member at an `innerOffset`. Members are
+compressed on several threads (`MemberWriter`); their offsets and the payload digests computed
+on the workers fill in the TOC, which goes last, in its own member, before the footer.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import BinaryIO
 from converters import tar_header as th
 from converters.batched_writes import BatchedWriter
 from converters.entry_names import display
-from converters.entry_order import TOC_NAME
-from converters.gzip_members import MemberWriter, write_member
+from converters.entry_order import NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_NAME
+from converters.gzip_members import MemberWriter, Span, write_member
 from converters.toc import (
     ANNOTATION_TOC_DIGEST,
     ANNOTATION_UNCOMPRESSED_SIZE,
@@ -97,35 +99,44 @@ class _HashingWriter:
         return len(data)
 
 
+_OWN_MEMBER = frozenset({PREFETCH_LANDMARK, NO_PREFETCH_LANDMARK})
+
+
 @dataclass(frozen=True, slots=True)
 class _PayloadRef:
-    """Where the payload of a TOC entry (the key it is stored under) starts: member `member`.
+    """Where the payload of a TOC entry (the key it is stored under) starts.
 
-    The member's leading bytes are the payload chunk, hashed on the worker: that hash is the
-    chunk digest, and for an unchunked file the file digest too.
+    It is `inner_offset` uncompressed bytes into member `member`, and its bytes are that
+    member's span number `span`, hashed on the worker: that hash is the chunk digest, and for
+    an unchunked file the file digest too.
     """
 
     member: int
+    span: int
+    inner_offset: int
     whole_file: bool
 
 
 class _BlobState:
     """The uncompressed stream of the second pass, cut into members where the format says."""
 
-    def __init__(self, members: MemberWriter) -> None:
+    def __init__(self, members: MemberWriter, min_chunk_size: int) -> None:
         self.members = members
         self.diff_id = hashlib.sha256()
         self.uncompressed = 0
         self.toc: list[TocEntry] = []
         self.payloads: dict[int, _PayloadRef] = {}
+        self._min_chunk_size = min_chunk_size
         self._pieces: list[bytes] = []
+        self._open_size = 0
+        self._spans: list[Span] = []
         self._unhashed: list[bytes] = []
         self._unhashed_size = 0
-        self._prefix = 0
         self._closed = 0
 
     def append(self, data: bytes) -> None:
         self._pieces.append(data)
+        self._open_size += len(data)
 
     def _hash_later(self, data: bytes) -> None:
         # One sha256 call per MiB, not per member: each call releases and retakes the GIL,
@@ -149,19 +160,27 @@ class _BlobState:
             self.uncompressed += len(piece)
             yield piece
 
-    def start_member(self, digest_prefix: int = 0) -> int:
-        """Close the open member so the next bytes start a new one; returns the new index.
-
-        The new member's first `digest_prefix` bytes get their sha256 computed.
-        """
+    def start_member(self) -> None:
+        """Close the open member so the next bytes start a new one."""
         if self._pieces:
             data = b"".join(self._pieces)
-            self._pieces = []
             self._hash_later(data)
-            self.members.add(data, self._prefix)
+            self.members.add(data, tuple(self._spans))
             self._closed += 1
-        self._prefix = digest_prefix
-        return self._closed
+        self._pieces = []
+        self._open_size = 0
+        self._spans = []
+
+    def place_payload(self, length: int, *, own_member: bool, whole_file: bool) -> _PayloadRef:
+        """Where the `length` payload bytes appended next go, starting a member if due.
+
+        Counting uncompressed bytes, unlike the Go writer's compressed ones, keeps member
+        boundaries independent of the compressor, so parallel compression stays exact.
+        """
+        if own_member or self._open_size >= self._min_chunk_size:
+            self.start_member()
+        self._spans.append((self._open_size, length))
+        return _PayloadRef(self._closed, len(self._spans) - 1, self._open_size, whole_file)
 
 
 class _SpillReader:
@@ -215,6 +234,7 @@ def write_blob(
     level: int,
     workers: int,
     chunk_size: int,
+    min_chunk_size: int = 0,
 ) -> ConvertedLayer:
     """Write `entries` (payloads read from `spill_fd`) to `dest` as an eStargz blob.
 
@@ -222,7 +242,7 @@ def write_blob(
     """
     out = _HashingWriter(dest)
     members = MemberWriter(out, level, workers)
-    state = _BlobState(members)
+    state = _BlobState(members, min_chunk_size)
     owners = _Owners()
     spill = _SpillReader(spill_fd)
     # Popping from a reversed list drops each entry once written: with many files the entry
@@ -311,9 +331,12 @@ class _TocSpill:
 def _location(state: _BlobState, ref: _PayloadRef | None) -> PayloadLocation | None:
     if ref is None:
         return None
-    digest = state.members.prefix_digests[ref.member]
+    digest = state.members.span_digests[ref.member][ref.span]
     return PayloadLocation(
-        state.members.offsets[ref.member], digest, digest if ref.whole_file else ""
+        state.members.offsets[ref.member],
+        digest,
+        digest if ref.whole_file else "",
+        ref.inner_offset,
     )
 
 
@@ -366,16 +389,17 @@ def _write_entry(
     first_index = len(state.toc)
     file_digest = hashlib.sha256() if chunked else None
     first_chunk_size = 0
+    own_member = entry.key in _OWN_MEMBER
     for chunk_offset in range(0, header.size, chunk_size):
         length = min(chunk_size, header.size - chunk_offset)
-        member = state.start_member(length)
+        ref = state.place_payload(length, own_member=own_member, whole_file=not chunked)
         chunk = spill.read(entry.spill_offset + chunk_offset, length)
         if file_digest is not None:
             file_digest.update(chunk)
         state.append(chunk)
         # Go sets chunkSize whenever a full chunk remains, so an exact multiple keeps it.
         size = chunk_size if header.size - chunk_offset >= chunk_size else 0
-        state.payloads[len(state.toc)] = _PayloadRef(member, not chunked)
+        state.payloads[len(state.toc)] = ref
         if chunk_offset == 0:
             first_chunk_size = size
             state.toc.append(_FIRST_CHUNK)

@@ -53,28 +53,33 @@ def write_member(sink: Sink, pieces: Iterable[bytes], level: int) -> None:
     sink.write(crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little"))
 
 
+Span = tuple[int, int]
+"""(start, length) of a byte range inside one member's uncompressed data."""
+
+
 @dataclass(frozen=True)
 class _Segment:
     data: bytes
-    digest_prefix: int
+    spans: tuple[Span, ...]
 
 
-def _compress_batch(batch: list[_Segment], level: int) -> list[tuple[bytes, str]]:
+def _compress_batch(batch: list[_Segment], level: int) -> list[tuple[bytes, tuple[str, ...]]]:
     results = []
     for segment in batch:
-        digest = ""
-        if segment.digest_prefix:
-            view = memoryview(segment.data)[: segment.digest_prefix]
-            digest = "sha256:" + hashlib.sha256(view).hexdigest()
-        results.append((gzip_member(segment.data, level), digest))
+        view = memoryview(segment.data)
+        digests = tuple(
+            "sha256:" + hashlib.sha256(view[start : start + length]).hexdigest()
+            for start, length in segment.spans
+        )
+        results.append((gzip_member(segment.data, level), digests))
     return results
 
 
 class MemberWriter:
     """Appends gzip members to `dest` in submission order; records where each one starts.
 
-    `add(data, digest_prefix)` queues one member; when `digest_prefix` is non-zero the sha256
-    of that many leading bytes is computed on the worker too (chunk digests).
+    `add(data, spans)` queues one member; the sha256 of each (start, length) span of its data
+    is computed on the worker too (chunk digests), and lands in `span_digests`.
     """
 
     def __init__(self, dest: Sink, level: int, workers: int) -> None:
@@ -82,20 +87,20 @@ class MemberWriter:
         self._level = level
         self._workers = workers
         self._executor = ThreadPoolExecutor(workers) if workers > 1 else None
-        self._pending: deque[Future[list[tuple[bytes, str]]]] = deque()
+        self._pending: deque[Future[list[tuple[bytes, tuple[str, ...]]]]] = deque()
         self._pending_bytes: deque[int] = deque()
         self._in_flight = 0
         self._batch: list[_Segment] = []
         self._batch_bytes = 0
         self._added = 0
         self.offsets: list[int] = []
-        self.prefix_digests: list[str] = []
+        self.span_digests: list[tuple[str, ...]] = []
         self.written = 0
 
-    def add(self, data: bytes, digest_prefix: int = 0) -> int:
+    def add(self, data: bytes, spans: tuple[Span, ...] = ()) -> int:
         index = self._added
         self._added += 1
-        self._batch.append(_Segment(data, digest_prefix))
+        self._batch.append(_Segment(data, spans))
         self._batch_bytes += len(data)
         if self._batch_bytes >= _BATCH_BYTES or len(self._batch) >= _BATCH_MEMBERS:
             self._submit()
@@ -123,10 +128,10 @@ class MemberWriter:
         self._in_flight -= self._pending_bytes.popleft()
         self._write(future.result())
 
-    def _write(self, results: list[tuple[bytes, str]]) -> None:
-        for member, digest in results:
+    def _write(self, results: list[tuple[bytes, tuple[str, ...]]]) -> None:
+        for member, digests in results:
             self.offsets.append(self.written)
-            self.prefix_digests.append(digest)
+            self.span_digests.append(digests)
             self.written += len(member)
         # One write per batch: each write also hashes, and small calls cost GIL handoffs.
         self._dest.write(b"".join(member for member, _ in results))

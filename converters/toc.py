@@ -39,6 +39,8 @@ class PayloadLocation:
     chunk_digest: str
     digest: str = ""
     """The whole file's digest, when it is the chunk digest (an unchunked file)."""
+    inner_offset: int = 0
+    """Uncompressed offset of the payload inside the member at `offset`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +58,7 @@ class TocEntry:
     user_name: str = ""
     group_name: str = ""
     offset: int = 0
+    inner_offset: int = 0
     dev_major: int = 0
     dev_minor: int = 0
     xattrs: tuple[tuple[str, bytes], ...] = field(default=())
@@ -70,8 +73,10 @@ class TocEntry:
         `late` values, when given, stand in for the entry's own: they are only known once the
         members have been compressed.
         """
-        offset, digest, chunk_digest = (
-            (late.offset, late.digest, late.chunk_digest) if late else (0, "", "")
+        offset, inner_offset, digest, chunk_digest = (
+            (late.offset, late.inner_offset, late.digest, late.chunk_digest)
+            if late
+            else (0, 0, "", "")
         )
         optional: list[tuple[str, Any]] = [
             ("size", self.size),
@@ -83,6 +88,7 @@ class TocEntry:
             ("userName", self.user_name),
             ("groupName", self.group_name),
             ("offset", offset or self.offset),
+            ("innerOffset", inner_offset or self.inner_offset),
             ("devMajor", self.dev_major),
             ("devMinor", self.dev_minor),
             ("xattrs", self._encoded_xattrs() if self.xattrs else None),

@@ -64,11 +64,16 @@ def layers(draw: st.DrawFn) -> list[Item]:
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(layer=layers(), compression=st.sampled_from(["gzip", "zstd", "none"]))
-def test_random_tar_streams_round_trip(layer: list[Item], compression: str) -> None:
+@given(
+    layer=layers(),
+    compression=st.sampled_from(["gzip", "zstd", "none"]),
+    min_chunk_size=st.sampled_from([0, 1, CHUNK, 4 * CHUNK]),
+)
+def test_random_tar_streams_round_trip(
+    layer: list[Item], compression: str, min_chunk_size: int
+) -> None:
     tar = build_tar(layer)
+    options = EstargzOptions(chunk_size=CHUNK, min_chunk_size=min_chunk_size, workers=2)
     with tempfile.TemporaryDirectory() as directory:
-        result = convert_tar(
-            tar, Path(directory), EstargzOptions(chunk_size=CHUNK, workers=2), compression
-        )
+        result = convert_tar(tar, Path(directory), options, compression)
     assert_same_tree(tar, result.blob)

@@ -229,8 +229,14 @@ def _check_toc_entry(entry: dict[str, Any], summary: EntrySummary) -> None:
         )
 
 
-def read_estargz(path: Path, *, toc_digest: str, uncompressed_size: int) -> EstargzBlob:
-    """Read and check an eStargz blob against its annotations and the format's rules."""
+def read_estargz(
+    path: Path, *, toc_digest: str, uncompressed_size: int, shared_members: bool = False
+) -> EstargzBlob:
+    """Read and check an eStargz blob against its annotations and the format's rules.
+
+    Unless `shared_members`, every payload chunk must start its own gzip member (no TOC
+    `innerOffset`), the layout every reader understands.
+    """
     toc_offset = footer_toc_offset(path)
     members: list[Member] = []
     diff = hashlib.sha256()
@@ -259,7 +265,7 @@ def read_estargz(path: Path, *, toc_digest: str, uncompressed_size: int) -> Esta
     assert order[-1] == TOC_NAME, f"last tar entry is {order[-1]!r}, not {TOC_NAME}"
     assert len(set(order)) == len(order), "a name appears twice in the converted tar"
     _check_landmarks(order, tree, toc)
-    _check_members(path, toc, tree, positions, members)
+    _check_members(path, toc, tree, positions, members, shared_members)
     for entry in toc["entries"]:
         if entry["type"] != "chunk":
             _check_toc_entry(entry, tree[_clean(entry["name"])])
@@ -300,6 +306,7 @@ def _check_members(
     tree: dict[str, EntrySummary],
     positions: list[tuple[str, int, int]],
     members: list[Member],
+    shared_members: bool,
 ) -> None:
     by_offset = {member.offset: member for member in members}
     data_offset = {name: data for name, _, data in positions}
@@ -314,17 +321,22 @@ def _check_members(
         if size == 0:
             assert "offset" not in entry, f"empty file {name!r} has an offset"
             continue
-        member = by_offset.get(entry["offset"])
-        assert member is not None, f"{name!r} chunk offset {entry['offset']} starts no member"
+        offset = entry.get("offset", 0)  # omitted when 0, as Go's omitempty does
+        member = by_offset.get(offset)
+        assert member is not None, f"{name!r} chunk offset {offset} starts no member"
         chunk_offset = entry.get("chunkOffset", 0)
         start = data_offset[name] + chunk_offset
-        assert member.uncompressed_offset == start, (
+        inner = entry.get("innerOffset", 0)
+        assert shared_members or not inner, f"{name!r} has innerOffset {inner}"
+        assert not (inner and name in LANDMARKS), f"landmark {name!r} shares a gzip member"
+        assert member.uncompressed_offset + inner == start, (
             f"{name!r} chunk at {chunk_offset}: member starts at {member.uncompressed_offset}, "
-            f"payload at {start}"
+            f"innerOffset {inner}, payload at {start}"
         )
-        allowed_starts.add(start)
+        if not inner:
+            allowed_starts.add(start)
         length = entry.get("chunkSize") or size - chunk_offset
-        chunk = read_member_prefix(path, entry["offset"], length)
+        chunk = read_member_prefix(path, offset, inner + length)[inner:]
         assert _sha256(chunk) == entry["chunkDigest"], f"{name!r} chunk {chunk_offset} digest"
         file_chunks.setdefault(name, []).append(chunk)
     for name, chunks in file_chunks.items():

@@ -36,7 +36,10 @@ def convert_tar(
         )
     assert list(work.iterdir()) == [], "spill files left in the work directory"
     blob = read_estargz(
-        path, toc_digest=layer.toc_digest, uncompressed_size=layer.uncompressed_size
+        path,
+        toc_digest=layer.toc_digest,
+        uncompressed_size=layer.uncompressed_size,
+        shared_members=bool(options and options.min_chunk_size),
     )
     assert path.stat().st_size == layer.size
     assert blob.diff_id == layer.diff_id
