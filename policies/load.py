@@ -23,6 +23,7 @@ from policies.model import (
     DEFAULT_COMPRESSION_LEVEL,
     DEFAULT_TAG_SUFFIX,
     KNOWN_FORMATS,
+    MAX_MIN_CHUNK_SIZE,
     SUPPORTED_FORMATS,
     FormatOptions,
     Policy,
@@ -131,6 +132,7 @@ def _format_options(fields: Fields, formats: Sequence[str]) -> dict[str, FormatO
             compression_level=options.integer(
                 "compression_level", DEFAULT_COMPRESSION_LEVEL, low=1, high=9
             ),
+            min_chunk_size=_min_chunk_size(options),
         )
         options.done()
     for key in section.keys():  # noqa: SIM118 (Fields is not a dict)
@@ -139,6 +141,16 @@ def _format_options(fields: Fields, formats: Sequence[str]) -> dict[str, FormatO
                 section.where(key), f'options for format "{key}", which formats does not list'
             )
     return out
+
+
+def _min_chunk_size(options: Fields) -> int:
+    size = options.size("min_chunk_size", 0)
+    if size > MAX_MIN_CHUNK_SIZE:
+        raise FieldError(
+            options.where("min_chunk_size"),
+            f"{size} bytes is more than the 64MiB allowed: members that large defeat lazy pulling",
+        )
+    return size
 
 
 def _check_conflicts(policies: Sequence[Policy], labels: Sequence[str], source_name: str) -> None:
@@ -162,6 +174,8 @@ def _first_difference(a: FormatOptions, b: FormatOptions) -> str:
         return f'tag_suffix ("{a.tag_suffix}" and "{b.tag_suffix}")'
     if a.compression_level != b.compression_level:
         return f"compression_level ({a.compression_level} and {b.compression_level})"
+    if a.min_chunk_size != b.min_chunk_size:
+        return f"min_chunk_size ({a.min_chunk_size} and {b.min_chunk_size})"
     if a.prioritized_files != b.prioritized_files:
         return "prioritized_files"
     return ""

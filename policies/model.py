@@ -19,6 +19,7 @@ KNOWN_FORMATS = (ESTARGZ, ZSTD_CHUNKED, NYDUS)
 
 DEFAULT_TAG_SUFFIX = {ESTARGZ: "-esgz", ZSTD_CHUNKED: "-zstdchunked", NYDUS: "-nydus"}
 DEFAULT_COMPRESSION_LEVEL = 9
+MAX_MIN_CHUNK_SIZE = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class FormatOptions:
     """Paths placed first in each layer so lazy pulls fetch them early."""
     compression_level: int = DEFAULT_COMPRESSION_LEVEL
     """gzip level 1–9 of the converted layers."""
+    min_chunk_size: int = 0
+    """0: one gzip member per file payload, readable by every eStargz reader. Above 0, small
+    payloads share members of at least this many uncompressed bytes (`innerOffset`): smaller
+    layers, but only stargz-snapshotter v0.13.0 or later can lazy-pull them."""
 
 
 @dataclass(frozen=True)

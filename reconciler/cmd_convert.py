@@ -18,6 +18,8 @@ from harbor_api.oci import Platform
 from harbor_api.reference import Reference
 from harbor_api.registry import RegistryClient
 from harbor_api.transport import TlsOptions
+from policies.model import MAX_MIN_CHUNK_SIZE
+from policies.quantities import parse_size
 from reconciler.image_conversion import (
     ConversionOptions,
     ConversionResult,
@@ -37,6 +39,18 @@ def _platforms(
         return tuple(Platform.parse(value) for value in values)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _min_chunk_size(_: click.Context, __: click.Parameter, value: str | None) -> int:
+    if value is None:
+        return 0
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if size > MAX_MIN_CHUNK_SIZE:
+        raise click.BadParameter(f"{value} is more than the 64MiB allowed")
+    return size
 
 
 def _reference(_: click.Context, __: click.Parameter, value: str) -> Reference:
@@ -65,6 +79,13 @@ def _reference(_: click.Context, __: click.Parameter, value: str) -> Reference:
     metavar="OS/ARCH[/VARIANT]",
     help="Platform of an index to convert; repeat for several (default: all).",
 )
+@click.option(
+    "--min-chunk-size",
+    callback=_min_chunk_size,
+    metavar="SIZE",
+    help="Let small files share gzip members of at least SIZE (e.g. 256KiB): smaller layers, "
+    "lazy-pullable by stargz-snapshotter v0.13.0 or later only (default: one member per file).",
+)
 @click.option("--plain-http", is_flag=True, help="Talk HTTP, not HTTPS, to the registry.")
 @click.option("--insecure", is_flag=True, help="Do not verify the registry's TLS certificate.")
 @click.option(
@@ -88,6 +109,7 @@ def convert_command(
     format_: str,
     tag_suffix: str | None,
     platforms: tuple[Platform, ...],
+    min_chunk_size: int,
     plain_http: bool,
     insecure: bool,
     work_dir: Path | None,
@@ -102,6 +124,7 @@ def convert_command(
     options = ConversionOptions(
         tag_suffix=DEFAULT_SUFFIXES[format_] if tag_suffix is None else tag_suffix,
         platforms=platforms,
+        min_chunk_size=min_chunk_size,
     )
     registry = RegistryClient(
         ref.registry,

@@ -59,12 +59,14 @@ class ConversionOptions:
     prioritized_files: tuple[str, ...] = ()
     compression_level: int = 9
     chunk_size: int = 4 << 20
+    min_chunk_size: int = 0
     limits: LayerLimits = field(default_factory=LayerLimits)
     workers: int | None = None
 
     def estargz_options(self) -> EstargzOptions:
         return EstargzOptions(
             chunk_size=self.chunk_size,
+            min_chunk_size=self.min_chunk_size,
             compression_level=self.compression_level,
             prioritized_files=self.prioritized_files,
             workers=self.workers,
@@ -83,6 +85,9 @@ class ConversionOptions:
             "compression_level": self.compression_level,
             "prioritized_files": list(self.prioritized_files),
         }
+        if self.min_chunk_size:
+            # Only when set, so layers cached before the option existed keep their keys.
+            settings["min_chunk_size"] = self.min_chunk_size
         encoded = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
         return "sha256:" + hashlib.sha256(encoded).hexdigest()
 

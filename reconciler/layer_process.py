@@ -40,6 +40,7 @@ def _options_json(options: EstargzOptions) -> str:
 def _options_from(data: dict[str, Any]) -> EstargzOptions:
     return EstargzOptions(
         chunk_size=int(data["chunk_size"]),
+        min_chunk_size=int(data["min_chunk_size"]),
         compression_level=int(data["compression_level"]),
         prioritized_files=tuple(data["prioritized_files"]),
         workers=data["workers"],

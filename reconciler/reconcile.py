@@ -130,6 +130,7 @@ class Reconciler:
             platforms=_platforms(self.policies, want),
             prioritized_files=want.options.prioritized_files,
             compression_level=want.options.compression_level,
+            min_chunk_size=want.options.min_chunk_size,
             limits=self.limits,
         )
         largest = self._largest_layer(key, options.platforms)

@@ -121,6 +121,36 @@ def test_backfill_converts_every_matching_original_once_and_nothing_else(
     assert write_count(own_registry.log_text(), "bf/team/app") == writes
 
 
+def test_a_policy_min_chunk_size_reaches_the_converted_layers(
+    own_registry: RunningRegistry, tmp_path: Path
+) -> None:
+    url = own_registry.url
+    files = [Entry("etc", "dir", mode=0o755)] + [
+        Entry(f"etc/conf{n:03d}", data=b"key%d = value %d\n" % (n, n) * (n % 25 + 1))
+        for n in range(120)
+    ]
+    image = push_image(url, "packed/app", "v1", [files])
+    policies = [
+        {
+            "name": "packed",
+            "projects": ["packed"],
+            "formats": ["estargz"],
+            "options": {"estargz": {"min_chunk_size": "8KiB"}},
+        }
+    ]
+    answer = acceld(
+        "backfill", "--config", str(registry_config(tmp_path, own_registry.host, policies))
+    )
+    assert answer.returncode == 0, answer.stderr
+
+    (referrer,) = fallback_referrers(url, image.repository, image.digest)
+    original = pull_manifest(url, image.repository, image.digest)
+    (blob,) = check_converted_manifest(
+        url, image.repository, referrer, original, ACCELD_VERSION, tmp_path, shared_members=True
+    )
+    assert any(entry.get("innerOffset") for entry in blob.toc["entries"])
+
+
 def test_backfill_dry_run_changes_nothing(own_registry: RunningRegistry, tmp_path: Path) -> None:
     image = push_image(own_registry.url, "bf/dry", "v1")
     config = registry_config(tmp_path, own_registry.host, POLICIES)

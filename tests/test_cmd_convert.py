@@ -16,12 +16,13 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+from harbor_api.version import ACCELD_VERSION
 from reconciler.cli import cli
 from reconciler.cmd_convert import TerminalProgress
 from reconciler.layer_conversion import LayerProgress
 from tests.support.auth_registries import start_basic_registry
-from tests.support.converted_images import pull_manifest
-from tests.support.images import push_artifact, push_image, push_index
+from tests.support.converted_images import check_converted_manifest, pull_manifest
+from tests.support.images import Entry, push_artifact, push_image, push_index
 from tests.support.registry_server import RunningRegistry
 from tests.support.secret_scan import find_secrets
 
@@ -110,12 +111,55 @@ def test_platform_option_converts_only_those_platforms(registry: RunningRegistry
     assert [m["platform"] for m in out["manifests"]] == ["linux/arm64/v8"]
 
 
+def test_min_chunk_size_packs_small_files_into_shared_members(
+    registry: RunningRegistry, tmp_path: Path
+) -> None:
+    files = [Entry("lib", "dir", mode=0o755)] + [
+        Entry(f"lib/m{n:03d}.py", data=b"def f%d(x):\n    return x * %d\n" % (n, n) * (n % 40 + 1))
+        for n in range(200)
+    ]
+    push_image(registry.url, "cmd/packed", "v1", [files])
+    ref = f"{registry.host}/cmd/packed:v1"
+
+    alone = json.loads(_convert(ref, "--plain-http", "--output", "json"))
+    packed = json.loads(
+        _convert(
+            ref,
+            "--plain-http",
+            "--output",
+            "json",
+            "--tag-suffix",
+            "-packed",
+            "--min-chunk-size",
+            "16KiB",
+        )
+    )
+
+    original = pull_manifest(registry.url, "cmd/packed", "v1")
+    (blob,) = check_converted_manifest(
+        registry.url,
+        "cmd/packed",
+        packed["converted"]["digest"],
+        original,
+        ACCELD_VERSION,
+        tmp_path,
+        shared_members=True,
+    )
+    assert any(entry.get("innerOffset") for entry in blob.toc["entries"])
+    assert len(blob.members) < 200 // 4
+    (alone_layer,) = alone["manifests"][0]["layers"]
+    (packed_layer,) = packed["manifests"][0]["layers"]
+    assert packed_layer["size"] < alone_layer["size"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["no-host/repo:v1"], "is not a registry host"),
         (["127.0.0.1:1/repo:v1", "--platform", "linux"], "expected OS/ARCH[/VARIANT]"),
         (["127.0.0.1:1/repo:v1", "--format", "nydus"], "Invalid value for '--format': 'nydus'"),
+        (["127.0.0.1:1/repo:v1", "--min-chunk-size", "lots"], "expected a size like 512MiB"),
+        (["127.0.0.1:1/repo:v1", "--min-chunk-size", "128MiB"], "more than the 64MiB allowed"),
     ],
 )
 def test_bad_arguments_are_usage_errors(args: list[str], message: str) -> None:

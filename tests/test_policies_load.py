@@ -43,6 +43,7 @@ def test_every_field_is_read() -> None:
                         "tag_suffix": "-lazy",
                         "prioritized_files": ["/bin/sh"],
                         "compression_level": 6,
+                        "min_chunk_size": "256KiB",
                     }
                 },
                 "min_age": "1h30m",
@@ -54,7 +55,7 @@ def test_every_field_is_read() -> None:
     assert [g.pattern for g in policy.tags] == ["v*"]
     assert [g.pattern for g in policy.exclude_tags] == ["*-rc*"]
     assert policy.platforms == (Platform("linux", "arm64", "v8"),)
-    assert policy.options("estargz") == FormatOptions("-lazy", ("/bin/sh",), 6)
+    assert policy.options("estargz") == FormatOptions("-lazy", ("/bin/sh",), 6, 256 << 10)
     assert policy.min_age == timedelta(hours=1, minutes=30)
 
 
@@ -88,6 +89,24 @@ def test_every_field_is_read() -> None:
                 "options": {"estargz": {"compression_level": 0}},
             },
             'policies[0] "web": options.estargz.compression_level: expected 1 to 9, got 0',
+        ),
+        (
+            {
+                "name": "web",
+                "formats": ["estargz"],
+                "options": {"estargz": {"min_chunk_size": "65MiB"}},
+            },
+            'policies[0] "web": options.estargz.min_chunk_size: 68157440 bytes is more than the '
+            "64MiB allowed: members that large defeat lazy pulling",
+        ),
+        (
+            {
+                "name": "web",
+                "formats": ["estargz"],
+                "options": {"estargz": {"min_chunk_size": 4096}},
+            },
+            'policies[0] "web": options.estargz.min_chunk_size: expected a size like 512MiB or '
+            "20GiB, got 4096",
         ),
         (
             {"name": "web", "formats": ["estargz"], "options": {"estargz": {"tag_sufix": "-x"}}},

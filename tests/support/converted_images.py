@@ -132,6 +132,8 @@ def check_converted_manifest(
     original: Pulled,
     driver_version: str,
     scratch: Path,
+    *,
+    shared_members: bool = False,
 ) -> list[EstargzBlob]:
     """Check one converted image manifest against its original, layer by layer.
 
@@ -161,6 +163,7 @@ def check_converted_manifest(
             path,
             toc_digest=layer["annotations"][TOC_DIGEST],
             uncompressed_size=int(layer["annotations"][UNCOMPRESSED_SIZE]),
+            shared_members=shared_members,
         )
         assert config["rootfs"]["diff_ids"][i] == blob.diff_id
         source_path = download_blob(base_url, repository, source["digest"], scratch / "source")
