@@ -259,7 +259,7 @@ def write_blob(
         members.close()
     toc = toc_spill.finish(state)
     toc_offset = out.written
-    write_member(out, state.hashed(_toc_tar_pieces(toc, spill_fd)), level)
+    write_member(out, state.hashed(_toc_tar_pieces(toc, spill_fd)), level, workers)
     out.write(footer(toc_offset))
     return ConvertedLayer(
         digest="sha256:" + out.digest.hexdigest(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import zlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
@@ -19,6 +19,8 @@ from isal import isal_zlib
 
 _BATCH_BYTES = 1 << 20
 _BATCH_MEMBERS = 512
+_BLOCK_BYTES = 1 << 20
+_WINDOW = 32 << 10
 
 
 def gzip_header(level: int) -> bytes:
@@ -39,17 +41,52 @@ class Sink(Protocol):
     def write(self, data: bytes, /) -> int: ...
 
 
-def write_member(sink: Sink, pieces: Iterable[bytes], level: int) -> None:
-    """One gzip member from `pieces`, compressed as they come (for data too big to join)."""
-    deflater = zlib.compressobj(level, zlib.DEFLATED, -15)
+def _deflate_block(data: bytes, history: bytes, level: int, last: bool) -> bytes:
+    if history:
+        deflater = zlib.compressobj(level, zlib.DEFLATED, -15, zdict=history)
+    else:
+        deflater = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return deflater.compress(data) + deflater.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+
+
+def _blocks(pieces: Iterable[bytes]) -> Iterator[tuple[bytes, bool]]:
+    """`pieces` regrouped into `_BLOCK_BYTES` blocks, each with whether it is the last."""
+    pending = b""
+    held: bytes | None = None
+    for piece in pieces:
+        pending += piece
+        while len(pending) >= _BLOCK_BYTES:
+            if held is not None:
+                yield held, False
+            held, pending = pending[:_BLOCK_BYTES], pending[_BLOCK_BYTES:]
+    if held is not None:
+        yield held, not pending
+    if pending or held is None:
+        yield pending, True
+
+
+def write_member(sink: Sink, pieces: Iterable[bytes], level: int, workers: int = 1) -> None:
+    """One gzip member from `pieces`, deflated in fixed 1 MiB blocks on `workers` threads.
+
+    As pigz does, each block is an independent deflate run primed with the 32 KiB before it
+    and ended by a sync flush (the last by the final block), so the member is one valid
+    deflate stream, barely larger than a serial one, whose bytes do not depend on `workers`.
+    """
     crc = 0
     size = 0
+    history = b""
     sink.write(gzip_header(level))
-    for piece in pieces:
-        crc = isal_zlib.crc32(piece, crc)
-        size += len(piece)
-        sink.write(deflater.compress(piece))
-    sink.write(deflater.flush())
+    with ThreadPoolExecutor(workers) as executor:
+        pending: deque[Future[bytes]] = deque()
+        for block, last in _blocks(pieces):
+            crc = isal_zlib.crc32(block, crc)
+            size += len(block)
+            pending.append(executor.submit(_deflate_block, block, history, level, last))
+            history = (history + block)[-_WINDOW:]
+            while len(pending) > 2 * workers:
+                sink.write(pending.popleft().result())
+        while pending:
+            sink.write(pending.popleft().result())
     sink.write(crc.to_bytes(4, "little") + (size & 0xFFFFFFFF).to_bytes(4, "little"))
 
 
