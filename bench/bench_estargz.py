@@ -8,7 +8,12 @@ the same number of threads (4 MiB pieces). It also reports peak RSS converting 2
 same tar. Timings are the best of `--repeat` interleaved runs, because a shared machine is
 noisy; CPU seconds (all threads) are reported beside wall time for the same reason.
 
+Layers of many small files are measured once per `--min-chunk-size` (default: 0, the one
+member per file that every reader understands, and 256KiB); `--tree DIR` adds a layer built
+from a real directory, such as /usr/lib/python3.11.
+
     python bench/bench_estargz.py [--repeat 2] [--skip-rss] [--workers N]
+                                  [--min-chunk-size SIZE ...] [--tree DIR]
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import zlib
@@ -34,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from converters.estargz import EstargzOptions, convert_layer  # noqa: E402
+from policies.quantities import parse_size  # noqa: E402
 from tests.support.synthetic_layers import (  # noqa: E402
     text_pool,
     write_single_file_layer,
@@ -56,6 +63,7 @@ print(peak_rss_kib())
 @dataclass(frozen=True)
 class Throughput:
     layer: str
+    min_chunk_size: int
     tar_bytes: int
     convert_seconds: float
     baseline_seconds: float
@@ -68,6 +76,7 @@ class Throughput:
         mb = self.tar_bytes / 1e6
         return {
             "layer": self.layer,
+            "min_chunk_size": self.min_chunk_size,
             "tar_MB": round(mb, 1),
             "convert_MB_per_s": round(mb / self.convert_seconds, 1),
             "baseline_MB_per_s": round(mb / self.baseline_seconds, 1),
@@ -84,9 +93,10 @@ def _timed(run: Callable[[], object]) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def _convert(source: Path, dest: Path, work: Path, workers: int) -> None:
+def _convert(source: Path, dest: Path, work: Path, workers: int, min_chunk_size: int) -> None:
+    options = EstargzOptions(workers=workers, min_chunk_size=min_chunk_size)
     with source.open("rb") as src, dest.open("wb") as out:
-        convert_layer(src, out, EstargzOptions(workers=workers), work)
+        convert_layer(src, out, options, work)
 
 
 def _baseline(source: Path, converted_tar: Path, workers: int) -> None:
@@ -119,21 +129,24 @@ def _gzip9_size(source: Path, scratch: Path) -> int:
     return len(compressed)
 
 
-def measure(name: str, source: Path, scratch: Path, workers: int, repeat: int) -> Throughput:
+def measure(
+    name: str, source: Path, scratch: Path, workers: int, repeat: int, min_chunk_size: int = 0
+) -> Throughput:
     work = scratch / "work"
     work.mkdir(exist_ok=True)
     dest = scratch / f"{name}.esgz"
     converted_tar = scratch / f"{name}.esgz.tar"
-    _convert(source, dest, work, workers)
+    _convert(source, dest, work, workers, min_chunk_size)
     with gzip.open(dest, "rb") as blob, converted_tar.open("wb") as out:
         shutil.copyfileobj(blob, out, 1 << 20)
     tar_bytes = converted_tar.stat().st_size
     converts, baselines = [], []
     for _ in range(repeat):
-        converts.append(_timed(lambda: _convert(source, dest, work, workers)))
+        converts.append(_timed(lambda: _convert(source, dest, work, workers, min_chunk_size)))
         baselines.append(_timed(lambda: _baseline(source, converted_tar, workers)))
     result = Throughput(
         layer=name,
+        min_chunk_size=min_chunk_size,
         tar_bytes=tar_bytes,
         convert_seconds=min(wall for wall, _ in converts),
         baseline_seconds=min(wall for wall, _ in baselines),
@@ -145,6 +158,14 @@ def measure(name: str, source: Path, scratch: Path, workers: int, repeat: int) -
     converted_tar.unlink()
     dest.unlink()
     return result
+
+
+def _write_tree_layer(path: Path, tree: Path) -> None:
+    with (
+        igzip.open(path, "wb", compresslevel=1) as out,
+        tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as archive,
+    ):
+        archive.add(tree, arcname=tree.name)
 
 
 def peak_rss_mib(source: Path, scratch: Path, workers: int) -> float:
@@ -174,7 +195,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument(
+        "--min-chunk-size",
+        action="append",
+        type=parse_size,
+        help="a minimum chunk size to measure the many-file layers with (repeatable)",
+    )
+    parser.add_argument("--tree", type=Path, help="also measure a layer of this directory")
     args = parser.parse_args()
+    minimums = args.min_chunk_size or [0, 256 << 10]
     pool = text_pool()
     with tempfile.TemporaryDirectory(prefix="bench-estargz-") as directory:
         scratch = Path(directory)
@@ -182,10 +211,14 @@ def main() -> None:
             "single-300MiB": lambda path: write_single_file_layer(path, 300 << 20, pool),
             "small-20000": lambda path: write_small_files_layer(path, 20_000, pool),
         }
+        if args.tree is not None:
+            layers[f"tree-{args.tree.name}"] = lambda path: _write_tree_layer(path, args.tree)
         for name, build in layers.items():
-            source = scratch / f"{name}.tar.gz"
+            source = scratch / "source.tar.gz"
             build(source)
-            print(json.dumps(measure(name, source, scratch, args.workers, args.repeat).row()))
+            for minimum in [0] if name.startswith("single") else minimums:
+                row = measure(name, source, scratch, args.workers, args.repeat, minimum).row()
+                print(json.dumps(row))
             source.unlink()
         if args.skip_rss:
             return
