@@ -1,12 +1,10 @@
 """Convert one layer blob (gzip, zstd or plain tar) into an eStargz blob.
 
-The first pass decompresses the source, checks every entry and spills payloads to a
-temporary file in `work_dir`. The second writes the entries in eStargz order as gzip members
-compressed on several threads, then the TOC member and the footer. Prioritized files and
-repeated names reorder entries, so in general nothing can be written before the whole layer is
-known; without prioritized files the second pass runs alongside the first (`EarlyBlob`) and is
-only started over if a name repeats. Memory stays bounded by the entry metadata plus a few
-chunks in flight, whatever the layer size.
+Two passes. The first decompresses the source, checks every entry and spills payloads to a
+temporary file in `work_dir` (duplicates and prioritized files reorder entries, so nothing can
+be written before the whole layer is known). The second writes the entries in eStargz order as
+gzip members compressed on several threads, then the TOC member and the footer. Memory stays
+bounded by the entry metadata plus a few chunks in flight, whatever the layer size.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ from typing import BinaryIO
 
 from converters import tar_header as th
 from converters.batched_writes import BatchedWriter
-from converters.early_blob import EarlyBlob
 from converters.entry_names import clean_name, display
 from converters.entry_order import (
     NO_PREFETCH_LANDMARK,
@@ -78,31 +75,14 @@ def convert_layer(
 ) -> ConvertedLayer:
     """Write the eStargz form of the layer read from `source` to `dest`.
 
-    Raises `LayerRejected` when the source is not a sound layer; `dest` is then cut back to
-    where it started. Without prioritized files and with a seekable `dest`, members are
-    written while the layer is still being read (`EarlyBlob`), else in a second pass.
+    Raises `LayerRejected` when the source is not a sound layer. Every check runs in the
+    first pass, so a rejected layer leaves `dest` untouched.
     """
     with tempfile.TemporaryFile(dir=work_dir, prefix="estargz-spill-") as spill:
-        spill.write(LANDMARK_CONTENTS)  # the landmark's payload, at offset 0
-        early = _early_blob(dest, spill, options, work_dir)
-        try:
-            entries = _spill_layer(source, spill, options, early)
-            if early is not None and early.intact:
-                return early.finish(spill.flush)
-        except BaseException:
-            if early is not None:
-                early.abandon()
-            raise
-        finally:
-            if early is not None:
-                early.close()
-        front, rest = prioritize(
-            entries, [name.encode("utf-8") for name in options.prioritized_files]
-        )
-        landmark = _landmark(PREFETCH_LANDMARK if front else NO_PREFETCH_LANDMARK)
+        entries = _spill_layer(source, spill, options)
         spill.flush()
         return write_blob(
-            [*front, landmark, *rest],  # consumed, so entries are freed as they are written
+            entries,  # consumed, so entries are freed as they are written
             spill.fileno(),
             dest,
             level=options.compression_level,
@@ -112,55 +92,23 @@ def convert_layer(
         )
 
 
-def _early_blob(
-    dest: BinaryIO, spill: BinaryIO, options: EstargzOptions, work_dir: Path
-) -> EarlyBlob | None:
-    if options.prioritized_files or not dest.seekable():
-        return None
-    return EarlyBlob(
-        dest,
-        spill.fileno(),
-        work_dir,
-        _landmark(NO_PREFETCH_LANDMARK),
-        level=options.compression_level,
-        workers=options.thread_count(),
-        chunk_size=options.chunk_size,
-        min_chunk_size=options.min_chunk_size,
-    )
-
-
-def _landmark(name: bytes) -> SpilledEntry:
-    header = th.TarHeader(name=name, typeflag=th.REG, size=len(LANDMARK_CONTENTS))
-    return SpilledEntry(name, header, 0)
-
-
-def _spill_layer(
-    source: BinaryIO, spill: BinaryIO, options: EstargzOptions, early: EarlyBlob | None
-) -> list[SpilledEntry]:
-    """The layer's entries, checked and deduplicated, with their payloads in `spill`."""
+def _spill_layer(source: BinaryIO, spill: BinaryIO, options: EstargzOptions) -> list[SpilledEntry]:
     layer = LayerSource(source, options.limits, threads=1 if options.thread_count() > 1 else 0)
     try:
-        entries = _read_entries(TarReader(layer, options.limits), spill, early)
+        entries = _read_entries(TarReader(layer, options.limits), spill)
         layer.drain()
     finally:
         layer.close()
     entries = deduplicate(entries)
     _check_symlinks(entries)
-    return entries
+    return _with_landmarks(entries, options.prioritized_files, spill)
 
 
-def _read_entries(
-    reader: TarReader, spill: BinaryIO, early: EarlyBlob | None
-) -> list[SpilledEntry]:
+def _read_entries(reader: TarReader, spill: BinaryIO) -> list[SpilledEntry]:
     entries: list[SpilledEntry] = []
     seen: set[bytes] = set()
-    spilled = spill.tell()
+    spilled = 0
     writer = BatchedWriter(spill.write)
-
-    def flush_spill() -> None:
-        writer.flush()
-        spill.flush()
-
     while (header := reader.next_header()) is not None:
         where = f"tar entry at offset {reader.header_offset}"
         key = clean_name(header.name, where)
@@ -171,19 +119,14 @@ def _read_entries(
                     f"{where}: hardlink {display(header.name)!r} points to "
                     f"{display(header.linkname)!r}, which is not earlier in the layer"
                 )
-        if key in seen and early is not None:
-            early.abandon()  # the later copy takes the earlier one's place: order changed
         seen.add(key)
         if header.typeflag not in th.REGULAR_TYPES:
-            entry = SpilledEntry(key, header)
-        else:
-            for piece in reader.payload():
-                writer.write(piece)
-            entry = SpilledEntry(key, header, spilled)
-            spilled += header.size
-        entries.append(entry)
-        if early is not None:
-            early.entry_read(entry, flush_spill)
+            entries.append(SpilledEntry(key, header))
+            continue
+        for piece in reader.payload():
+            writer.write(piece)
+        entries.append(SpilledEntry(key, header, spilled))
+        spilled += header.size
     writer.flush()
     return entries
 
@@ -194,3 +137,18 @@ def _check_symlinks(entries: list[SpilledEntry]) -> None:
     if chain is not None:
         path = " -> ".join(repr(display(name)) for name in chain)
         raise LayerRejected(f"symlink loop in the layer: {path}")
+
+
+def _with_landmarks(
+    entries: list[SpilledEntry], prioritized: tuple[str, ...], spill: BinaryIO
+) -> list[SpilledEntry]:
+    front, rest = prioritize(entries, [name.encode("utf-8") for name in prioritized])
+    landmark_offset = spill.tell()
+    spill.write(LANDMARK_CONTENTS)
+    name = PREFETCH_LANDMARK if front else NO_PREFETCH_LANDMARK
+    landmark = SpilledEntry(
+        name,
+        th.TarHeader(name=name, typeflag=th.REG, size=len(LANDMARK_CONTENTS)),
+        landmark_offset,
+    )
+    return [*front, landmark, *rest]

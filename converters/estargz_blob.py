@@ -51,8 +51,6 @@ _SPILL_BLOCK = 1 << 20
 _EMPTY_DIGEST = "sha256:" + hashlib.sha256(b"").hexdigest()
 # Stands in for a file's TOC entry until its payload is written and the entry can be made.
 _FIRST_CHUNK = TocEntry(name="", type="reg")
-# Stands in for an entry whose JSON has been written out.
-_WRITTEN = TocEntry(name="", type="")
 
 
 @dataclass(frozen=True)
@@ -228,70 +226,6 @@ class _Owners:
         return self._changed(self._groups, header.gid, header.gname)
 
 
-class BlobWriter:
-    """Writes entries (payloads read from `spill_fd`) to `dest` as an eStargz blob.
-
-    Entries may be added in several calls, even while the spill file is still growing, as
-    long as each entry's payload is in the file (flushed) when it is added. The TOC JSON is
-    kept in the file `toc_fd` until the end; it may be the spill file once that is complete.
-    `finish` writes the TOC and footer; `close` releases the threads either way.
-    """
-
-    def __init__(
-        self,
-        dest: BinaryIO,
-        spill_fd: int,
-        toc_fd: int,
-        *,
-        level: int,
-        workers: int,
-        chunk_size: int,
-        min_chunk_size: int = 0,
-    ) -> None:
-        self._out = _HashingWriter(dest)
-        self._level = level
-        self._workers = workers
-        self._chunk_size = chunk_size
-        self._members = MemberWriter(self._out, level, workers)
-        self._state = _BlobState(self._members, min_chunk_size)
-        self._owners = _Owners()
-        self._spill = _SpillReader(spill_fd)
-        self._toc_fd = toc_fd
-        self._toc_spill = _TocSpill(toc_fd)
-
-    def add(self, entries: list[SpilledEntry]) -> None:
-        """Write `entries` in order. Consumes the list: it is empty afterwards."""
-        # Popping from a reversed list drops each entry once written: with many files the entry
-        # metadata is the largest thing in memory, and the TOC still has to be built after it.
-        entries.reverse()
-        while entries:
-            _write_entry(entries.pop(), self._spill, self._state, self._owners, self._chunk_size)
-            self._toc_spill.write_ready(self._state)
-
-    def finish(self) -> ConvertedLayer:
-        state, out = self._state, self._out
-        try:
-            state.start_member()
-            self._members.flush()
-        finally:
-            self._members.close()
-        toc = self._toc_spill.finish(state)
-        toc_offset = out.written
-        pieces = state.hashed(_toc_tar_pieces(toc, self._toc_fd))
-        write_member(out, pieces, self._level, self._workers)
-        out.write(footer(toc_offset))
-        return ConvertedLayer(
-            digest="sha256:" + out.digest.hexdigest(),
-            size=out.written,
-            diff_id="sha256:" + state.diff_id.hexdigest(),
-            toc_digest=toc.digest,
-            uncompressed_size=state.uncompressed,
-        )
-
-    def close(self) -> None:
-        self._members.close()
-
-
 def write_blob(
     entries: list[SpilledEntry],
     spill_fd: int,
@@ -302,24 +236,38 @@ def write_blob(
     chunk_size: int,
     min_chunk_size: int = 0,
 ) -> ConvertedLayer:
-    """Write `entries` (payloads read from `spill_fd`, which is complete) to `dest`.
+    """Write `entries` (payloads read from `spill_fd`) to `dest` as an eStargz blob.
 
     Consumes `entries`: the list is empty afterwards.
     """
-    writer = BlobWriter(
-        dest,
-        spill_fd,
-        spill_fd,
-        level=level,
-        workers=workers,
-        chunk_size=chunk_size,
-        min_chunk_size=min_chunk_size,
-    )
+    out = _HashingWriter(dest)
+    members = MemberWriter(out, level, workers)
+    state = _BlobState(members, min_chunk_size)
+    owners = _Owners()
+    spill = _SpillReader(spill_fd)
+    # Popping from a reversed list drops each entry once written: with many files the entry
+    # metadata is the largest thing in memory, and the TOC still has to be built after it.
+    entries.reverse()
+    toc_spill = _TocSpill(spill_fd)
     try:
-        writer.add(entries)
-        return writer.finish()
+        while entries:
+            _write_entry(entries.pop(), spill, state, owners, chunk_size)
+            toc_spill.write_ready(state)
+        state.start_member()
+        members.flush()
     finally:
-        writer.close()
+        members.close()
+    toc = toc_spill.finish(state)
+    toc_offset = out.written
+    write_member(out, state.hashed(_toc_tar_pieces(toc, spill_fd)), level, workers)
+    out.write(footer(toc_offset))
+    return ConvertedLayer(
+        digest="sha256:" + out.digest.hexdigest(),
+        size=out.written,
+        diff_id="sha256:" + state.diff_id.hexdigest(),
+        toc_digest=toc.digest,
+        uncompressed_size=state.uncompressed,
+    )
 
 
 @dataclass(frozen=True)
@@ -357,15 +305,9 @@ class _TocSpill:
             ref = state.payloads.get(index)
             if ref is not None and ref.member >= written:
                 break
-            self._write(state, index, ref, last=False)
+            self._out.write(toc_entry_json(state.toc[index], _location(state, ref), last=False))
             index += 1
         self._next = index
-
-    def _write(self, state: _BlobState, index: int, ref: _PayloadRef | None, *, last: bool) -> None:
-        self._out.write(toc_entry_json(state.toc[index], _location(state, ref), last=last))
-        # Written entries are dropped: with many files the TOC would be the most memory held.
-        state.toc[index] = _WRITTEN
-        state.payloads.pop(index, None)
 
     def _write_at_end(self, data: bytes) -> None:
         os.pwrite(self._fd, data, self._start + self._size)
@@ -377,7 +319,10 @@ class _TocSpill:
         self.write_ready(state)
         last = len(state.toc) - 1
         for index in range(self._next, last + 1):
-            self._write(state, index, state.payloads.get(index), last=index == last)
+            ref = state.payloads.get(index)
+            self._out.write(
+                toc_entry_json(state.toc[index], _location(state, ref), last=index == last)
+            )
         self._out.write(TOC_JSON_END)
         self._out.flush()
         return _SpilledToc(self._start, self._size, "sha256:" + self._digest.hexdigest())
