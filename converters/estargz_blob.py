@@ -51,6 +51,8 @@ _SPILL_BLOCK = 1 << 20
 _EMPTY_DIGEST = "sha256:" + hashlib.sha256(b"").hexdigest()
 # Stands in for a file's TOC entry until its payload is written and the entry can be made.
 _FIRST_CHUNK = TocEntry(name="", type="reg")
+# Stands in for an entry whose JSON has been written out.
+_WRITTEN = TocEntry(name="", type="")
 
 
 @dataclass(frozen=True)
@@ -305,9 +307,15 @@ class _TocSpill:
             ref = state.payloads.get(index)
             if ref is not None and ref.member >= written:
                 break
-            self._out.write(toc_entry_json(state.toc[index], _location(state, ref), last=False))
+            self._write(state, index, ref, last=False)
             index += 1
         self._next = index
+
+    def _write(self, state: _BlobState, index: int, ref: _PayloadRef | None, *, last: bool) -> None:
+        self._out.write(toc_entry_json(state.toc[index], _location(state, ref), last=last))
+        # Written entries are dropped: with many files the TOC would be the most memory held.
+        state.toc[index] = _WRITTEN
+        state.payloads.pop(index, None)
 
     def _write_at_end(self, data: bytes) -> None:
         os.pwrite(self._fd, data, self._start + self._size)
@@ -319,10 +327,7 @@ class _TocSpill:
         self.write_ready(state)
         last = len(state.toc) - 1
         for index in range(self._next, last + 1):
-            ref = state.payloads.get(index)
-            self._out.write(
-                toc_entry_json(state.toc[index], _location(state, ref), last=index == last)
-            )
+            self._write(state, index, state.payloads.get(index), last=index == last)
         self._out.write(TOC_JSON_END)
         self._out.flush()
         return _SpilledToc(self._start, self._size, "sha256:" + self._digest.hexdigest())
