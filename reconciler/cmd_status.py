@@ -183,7 +183,7 @@ def status_text(report: StatusReport, now: float) -> str:
         lines.append(
             f"  {mark.kind}: last started {_age(mark.last_started_at, now)}, "
             f"last success {_age(mark.last_success_finished_at, now)}"
-            + (f", missing {missing}" if missing else "")
+            + (f", that scan found missing {missing}" if missing else "")
         )
     return "\n".join(lines)
 

@@ -73,7 +73,10 @@ def test_status_text_lists_each_section_readably(state_dir: Path) -> None:
     assert "GET /v2/library/app2/blobs/x: HTTP 503 upstream" in failing_row
     quarantined_row = next(line for line in lines if str(key(3)) in line)
     assert quarantined_row.endswith("layer 1: not a tar stream")
-    assert "full: last started 11m ago, last success 10m ago, missing web/estargz=4" in text
+    assert (
+        "full: last started 11m ago, last success 10m ago, that scan found missing web/estargz=4"
+        in text
+    )
     assert re.search(r"incremental: last started \d+s ago, last success never\n", text)
 
 
