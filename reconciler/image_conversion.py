@@ -37,7 +37,6 @@ from reconciler.conversion_errors import (
 )
 from reconciler.layer_conversion import (
     ConversionOptions,
-    LayerCache,
     LayerJob,
     LayerProgress,
     LayerResult,
@@ -46,6 +45,7 @@ from reconciler.layer_conversion import (
     check_format,
     convert_registry_layer,
 )
+from reconciler.state_store import LayerCache
 
 __all__ = [
     "ANNOTATION_DRIVER_NAME",

@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from converters.estargz import EstargzOptions
 from converters.limits import LayerLimits
@@ -37,7 +36,7 @@ from harbor_api.registry import RegistryClient
 from harbor_api.version import ACCELD_VERSION
 from reconciler.conversion_errors import NotAnImage, UnsupportedFormat, UnsupportedLayer
 from reconciler.layer_process import convert_layer_file
-from reconciler.state_store import CachedLayer
+from reconciler.state_store import CachedLayer, LayerCache
 
 CONVERTIBLE_LAYER_TYPES = frozenset(
     {OCI_LAYER_TAR, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, DOCKER_LAYER_GZIP}
@@ -119,18 +118,6 @@ class LayerResult:
     seconds: float
     bytes_downloaded: int
     bytes_uploaded: int
-
-
-class LayerCache(Protocol):
-    """The layer-cache half of the state store (`StateStore` satisfies it)."""
-
-    def layer_cache_get(
-        self, source_digest: str, format: str, options_key: str
-    ) -> CachedLayer | None: ...
-
-    def layer_cache_put(
-        self, source_digest: str, format: str, options_key: str, layer: CachedLayer
-    ) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,11 @@ from reconciler.conversion_errors import ConversionRefused
 from reconciler.disk_budget import BudgetTooSmall, DiskBudget, space_needed
 from reconciler.image_conversion import ConversionResult, convert_image
 from reconciler.keys import Key
-from reconciler.layer_conversion import ConversionOptions, LayerCache
+from reconciler.layer_conversion import ConversionOptions
 from reconciler.layer_process import ConverterCrashed
 from reconciler.observed_formats import ReferrerFormats
 from reconciler.sources import Source
+from reconciler.state_store import LayerCache
 
 log = logging.getLogger(__name__)
 

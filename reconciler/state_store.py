@@ -120,7 +120,19 @@ class Missing(enum.Enum):
 MISSING: Final = Missing.MISSING
 
 
-class StateStore(Protocol):
+class LayerCache(Protocol):
+    """The layer cache: (source layer, format, options) to the converted layer."""
+
+    def layer_cache_get(
+        self, source_digest: str, format: str, options_key: str
+    ) -> CachedLayer | None: ...
+
+    def layer_cache_put(
+        self, source_digest: str, format: str, options_key: str, layer: CachedLayer
+    ) -> None: ...
+
+
+class StateStore(LayerCache, Protocol):
     """The queue, the caches and the scan marks. Every method is safe from any thread."""
 
     def add(
@@ -181,14 +193,6 @@ class StateStore(Protocol):
     def failing(self) -> list[FailingKey]: ...
 
     def quarantined(self) -> list[QuarantinedKey]: ...
-
-    def layer_cache_get(
-        self, source_digest: str, format: str, options_key: str
-    ) -> CachedLayer | None: ...
-
-    def layer_cache_put(
-        self, source_digest: str, format: str, options_key: str, layer: CachedLayer
-    ) -> None: ...
 
     def classification_get(self, digest: str) -> str | Missing | None:
         """The format a manifest was classified as, None for "not accelerated", or MISSING."""
