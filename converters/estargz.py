@@ -35,6 +35,20 @@ from converters.toc import LANDMARK_CONTENTS
 __all__ = ["ConvertedLayer", "EstargzOptions", "LayerLimits", "convert_layer"]
 
 
+MAX_MIN_CHUNK_SIZE = 64 << 20
+
+
+def check_min_chunk_size(size: int) -> int:
+    """`size`, or ValueError saying why it cannot be a minimum chunk size."""
+    if size < 0:
+        raise ValueError(f"min_chunk_size must be 0 or more, got {size}")
+    if size > MAX_MIN_CHUNK_SIZE:
+        raise ValueError(
+            f"{size} bytes is more than the 64MiB allowed: members that large defeat lazy pulling"
+        )
+    return size
+
+
 @dataclass(frozen=True)
 class EstargzOptions:
     """How to build the eStargz blob. `workers` changes speed only, never the output bytes."""
@@ -59,8 +73,7 @@ class EstargzOptions:
     def __post_init__(self) -> None:
         if self.chunk_size <= 0:
             raise ValueError(f"chunk_size must be positive, got {self.chunk_size}")
-        if self.min_chunk_size < 0:
-            raise ValueError(f"min_chunk_size must be 0 or more, got {self.min_chunk_size}")
+        check_min_chunk_size(self.min_chunk_size)
         if not 0 <= self.compression_level <= 9:
             raise ValueError(f"compression_level must be 0..9, got {self.compression_level}")
         if self.workers is not None and self.workers < 1:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from itertools import combinations
 
+from converters.estargz import check_min_chunk_size
 from harbor_api.errors import AcceldError
 from harbor_api.oci import Platform
 from policies.fields import FieldError, Fields, describe, suggestion
@@ -23,7 +24,6 @@ from policies.model import (
     DEFAULT_COMPRESSION_LEVEL,
     DEFAULT_TAG_SUFFIX,
     KNOWN_FORMATS,
-    MAX_MIN_CHUNK_SIZE,
     SUPPORTED_FORMATS,
     FormatOptions,
     Policy,
@@ -145,12 +145,10 @@ def _format_options(fields: Fields, formats: Sequence[str]) -> dict[str, FormatO
 
 def _min_chunk_size(options: Fields) -> int:
     size = options.size("min_chunk_size", 0)
-    if size > MAX_MIN_CHUNK_SIZE:
-        raise FieldError(
-            options.where("min_chunk_size"),
-            f"{size} bytes is more than the 64MiB allowed: members that large defeat lazy pulling",
-        )
-    return size
+    try:
+        return check_min_chunk_size(size)
+    except ValueError as exc:
+        raise FieldError(options.where("min_chunk_size"), str(exc)) from None
 
 
 def _check_conflicts(policies: Sequence[Policy], labels: Sequence[str], source_name: str) -> None:

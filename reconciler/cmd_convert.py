@@ -12,13 +12,13 @@ from typing import IO, Any
 
 import click
 
+from converters.estargz import check_min_chunk_size
 from harbor_api.credentials import resolve_credentials
 from harbor_api.errors import InvalidReference
 from harbor_api.oci import Platform
 from harbor_api.reference import Reference
 from harbor_api.registry import RegistryClient
 from harbor_api.transport import TlsOptions
-from policies.model import MAX_MIN_CHUNK_SIZE
 from policies.quantities import parse_size
 from reconciler.image_conversion import (
     ConversionOptions,
@@ -45,12 +45,9 @@ def _min_chunk_size(_: click.Context, __: click.Parameter, value: str | None) ->
     if value is None:
         return 0
     try:
-        size = parse_size(value)
+        return check_min_chunk_size(parse_size(value))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    if size > MAX_MIN_CHUNK_SIZE:
-        raise click.BadParameter(f"{value} is more than the 64MiB allowed")
-    return size
 
 
 def _reference(_: click.Context, __: click.Parameter, value: str) -> Reference:
