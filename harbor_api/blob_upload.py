@@ -106,8 +106,7 @@ class BlobUploader:
         prepared = _prepare_source(source, digest, size)
         try:
             if size <= self._monolithic_limit:
-                location = self._start_upload(repository)
-                self._finish_upload(repository, location, digest, lambda: prepared.body(0, size))
+                self._upload_whole(repository, prepared, digest)
             else:
                 self._upload_chunked(repository, prepared, digest)
         finally:
@@ -170,6 +169,28 @@ class BlobUploader:
             raise DigestMismatch(
                 f"{describe('PUT', location)}: the registry stored {announced}, expected {digest}"
             )
+
+    def _upload_whole(self, repository: str, source: _UploadSource, digest: str) -> None:
+        """POST, then one PUT with the whole body. A PUT cut short cannot be resumed (the
+        registry drops the session), so a transient failure starts a fresh upload, as many
+        times as a chunked upload may resume."""
+        failures = 0
+        while True:
+            location = self._start_upload(repository)
+            try:
+                self._finish_upload(
+                    repository, location, digest, lambda: source.body(0, source.size)
+                )
+                return
+            except RegistryError as exc:
+                failures += 1
+                if not exc.transient or failures >= self._resume_attempts:
+                    raise
+                self._cancel(repository, location)
+                log.warning(
+                    "upload interrupted, starting it again",
+                    extra={"repository": repository, "error": str(exc)},
+                )
 
     def _upload_chunked(self, repository: str, source: _UploadSource, digest: str) -> None:
         location = self._start_upload(repository)

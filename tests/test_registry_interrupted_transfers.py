@@ -148,6 +148,29 @@ def test_chunked_upload_cut_mid_chunk_restarts_cleanly_when_the_session_is_gone(
         assert stream.read() == data
 
 
+def test_whole_upload_cut_mid_put_starts_again_in_a_fresh_session(
+    registry: RunningRegistry, tmp_path: Path
+) -> None:
+    data = os.urandom(4 * MIB)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    proxy = CuttingProxy(registry.host, cut_after=2 * MIB)
+    try:
+        client = RegistryClient(
+            proxy.host,
+            tls=TlsOptions(plain_http=True),
+            retry=RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05),
+        )
+        client.upload_blob("whole/blob", data, digest, len(data))
+        assert proxy.cuts == 1
+        with client.open_blob("whole/blob", digest) as stream:
+            assert stream.read() == data
+    finally:
+        proxy.close()
+    log = registry.log_text()
+    assert log.count('"POST /v2/whole/blob/blobs/uploads/') == 2
+    assert registry.log_search(r'"PUT /v2/whole/blob/blobs/uploads/[^ ]+ HTTP/1.1" 201')
+
+
 def test_download_cut_mid_way_continues_with_a_range_request(
     registry: RunningRegistry, answer_cutting_proxy: CuttingProxy, tmp_path: Path
 ) -> None:
