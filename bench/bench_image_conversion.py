@@ -20,8 +20,12 @@ from pathlib import Path
 
 from harbor_api.registry import RegistryClient
 from harbor_api.transport import TlsOptions
-from reconciler.image_conversion import ConversionOptions, ConversionResult, convert_image
-from reconciler.sqlite_store import SqliteStateStore
+from reconciler.conversion.image_conversion import (
+    ConversionOptions,
+    ConversionResult,
+    convert_image,
+)
+from reconciler.state.sqlite_store import SqliteStateStore
 from tests.support.images import Entry, push_image
 from tests.support.registry_server import start_registry
 

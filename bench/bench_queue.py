@@ -16,8 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-from reconciler.keys import Key
-from reconciler.sqlite_store import SqliteStateStore
+from reconciler.state.keys import Key
+from reconciler.state.sqlite_store import SqliteStateStore
 
 
 def key(n: int) -> Key:

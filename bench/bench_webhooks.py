@@ -38,12 +38,12 @@ from prometheus_client import CollectorRegistry
 
 from converters.estargz import EstargzOptions, convert_layer
 from harbor_api.webhook_events import ArtifactEvent
-from reconciler.http_app import HttpApp
-from reconciler.http_server import HttpServer
-from reconciler.keys import Key
-from reconciler.layer_process import convert_layer_file
-from reconciler.metrics import Metrics
-from reconciler.sqlite_store import SqliteStateStore
+from reconciler.conversion.layer_process import convert_layer_file
+from reconciler.observability.metrics import Metrics
+from reconciler.service.http_app import HttpApp
+from reconciler.service.http_server import HttpServer
+from reconciler.state.keys import Key
+from reconciler.state.sqlite_store import SqliteStateStore
 
 AUTHORIZATION = "bench-webhook-secret"
 P99_TARGET = 0.050
@@ -143,7 +143,8 @@ def synthetic_layer(size: int) -> bytes:
 
 class Conversions:
     """Worker threads converting the same layer again and again until stopped: in child
-    processes as the daemon does (`reconciler.layer_process`), or in the threads themselves."""
+    processes as the daemon does (`reconciler.conversion.layer_process`), or in the threads
+    themselves."""
 
     def __init__(self, layer: bytes, work_dir: Path, threads: int, *, in_process: bool) -> None:
         self._source = work_dir / "layer.tar.gz"

@@ -36,30 +36,30 @@ def main() -> None:
         sys.exit(1)
 
 
-from reconciler.cmd_convert import convert_command  # noqa: E402
+from reconciler.commands.convert import convert_command  # noqa: E402
 
 cli.add_command(convert_command)
-from reconciler.cmd_status import status_command  # noqa: E402
+from reconciler.commands.status import status_command  # noqa: E402
 
 cli.add_command(status_command)
-from reconciler.cmd_retry import retry_command  # noqa: E402
+from reconciler.commands.retry import retry_command  # noqa: E402
 
 cli.add_command(retry_command)
-from reconciler.cmd_harbor import harbor_group  # noqa: E402
+from reconciler.commands.harbor import harbor_group  # noqa: E402
 
 cli.add_command(harbor_group)
-from reconciler.cmd_plan import plan_command  # noqa: E402
+from reconciler.commands.plan import plan_command  # noqa: E402
 
 cli.add_command(plan_command)
-from reconciler.cmd_backfill import backfill_command  # noqa: E402
+from reconciler.commands.backfill import backfill_command  # noqa: E402
 
 cli.add_command(backfill_command)
-from reconciler.cmd_check import check_command  # noqa: E402
+from reconciler.commands.check import check_command  # noqa: E402
 
 cli.add_command(check_command)
-from reconciler.cmd_serve import serve_command  # noqa: E402
+from reconciler.commands.serve import serve_command  # noqa: E402
 
 cli.add_command(serve_command)
-from reconciler.cmd_inspect import inspect_command  # noqa: E402
+from reconciler.commands.inspect import inspect_command  # noqa: E402
 
 cli.add_command(inspect_command)

@@ -18,8 +18,8 @@ from click.testing import CliRunner
 
 from harbor_api.version import ACCELD_VERSION
 from reconciler.cli import cli
-from reconciler.cmd_convert import TerminalProgress
-from reconciler.layer_conversion import LayerProgress
+from reconciler.commands.convert import TerminalProgress
+from reconciler.conversion.layer_conversion import LayerProgress
 from tests.support.auth_registries import start_basic_registry
 from tests.support.converted_images import check_converted_manifest, pull_manifest
 from tests.support.images import Entry, push_artifact, push_image, push_index

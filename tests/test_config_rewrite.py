@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.config_rewrite import config_diff_ids, config_platform, rewrite_config
-from reconciler.conversion_errors import InvalidImageConfig
+from reconciler.conversion.config_rewrite import config_diff_ids, config_platform, rewrite_config
+from reconciler.conversion.errors import InvalidImageConfig
 from tests.support.images import image_config, sha256
 
 OLD = [sha256(b"layer-a"), sha256(b"layer-b")]

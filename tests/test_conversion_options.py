@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from converters.limits import LayerLimits
 from harbor_api.oci import Platform
-from reconciler.layer_conversion import ConversionOptions
+from reconciler.conversion.layer_conversion import ConversionOptions
 
 BASE = ConversionOptions()
 

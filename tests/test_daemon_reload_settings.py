@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.config import Config, ScanConfig, load_config
-from reconciler.daemon import settings_needing_restart
+from reconciler.service.daemon import settings_needing_restart
 from tests.support.acceld_process import registry_config
 
 

@@ -84,7 +84,7 @@ def converters_in(work: Path) -> list[int]:
             arguments = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"reconciler.layer_process" in arguments and any(
+        if b"reconciler.conversion.layer_process" in arguments and any(
             str(work).encode() in argument for argument in arguments
         ):
             found.append(int(entry.name))

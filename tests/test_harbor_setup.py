@@ -14,7 +14,7 @@ from harbor_api.harbor_models import WebhookPolicy, WebhookTarget
 from policies.glob import Glob
 from policies.model import Policy
 from reconciler.cli import cli
-from reconciler.cmd_harbor import covered_projects, plan_webhook_changes, wanted_policy
+from reconciler.commands.harbor import covered_projects, plan_webhook_changes, wanted_policy
 from tests.support.harbor_emulator import ADMIN, ADMIN_PASSWORD, RunningHarbor
 from tests.support.registry_server import RunningRegistry
 from tests.support.swagger_contract import contract_checked_harbor

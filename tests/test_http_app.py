@@ -16,10 +16,10 @@ from prometheus_client import CollectorRegistry
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from harbor_api.webhook_events import ArtifactEvent
-from reconciler.http_app import HttpApp
-from reconciler.http_server import HttpServer
-from reconciler.logs import configure_logging
-from reconciler.metrics import Metrics
+from reconciler.observability.logs import configure_logging
+from reconciler.observability.metrics import Metrics
+from reconciler.service.http_app import HttpApp
+from reconciler.service.http_server import HttpServer
 
 SECRET = "Bearer hook-s3cr3t-7f1c"
 DIGEST = "sha256:" + "25c9e75976295b7f6e9860f484104e44108605bb0092a2ca0dfecbc83dab3f8c"

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from harbor_api.errors import AcceldError
-from reconciler.http_server import HttpServer, ServerLimits, ServerTls, ServerTlsError
+from reconciler.service.http_server import HttpServer, ServerLimits, ServerTls, ServerTlsError
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment

@@ -18,7 +18,7 @@ from harbor_api.oci import Descriptor, Platform
 from harbor_api.registry import RegistryClient
 from harbor_api.transport import TlsOptions
 from harbor_api.version import ACCELD_VERSION
-from reconciler.conversion_errors import (
+from reconciler.conversion.errors import (
     InvalidTarget,
     NoMatchingPlatform,
     NotAnImage,
@@ -26,15 +26,15 @@ from reconciler.conversion_errors import (
     UnsupportedFormat,
     UnsupportedLayer,
 )
-from reconciler.image_conversion import (
+from reconciler.conversion.image_conversion import (
     ConversionOptions,
     ConversionResult,
     LayerProgress,
     convert_image,
     target_tags,
 )
-from reconciler.layer_conversion import check_convertible_layer
-from reconciler.sqlite_store import SqliteStateStore
+from reconciler.conversion.layer_conversion import check_convertible_layer
+from reconciler.state.sqlite_store import SqliteStateStore
 from tests.support.converted_images import (
     check_converted_manifest,
     fallback_referrers,

@@ -16,8 +16,12 @@ import requests
 from harbor_api.registry import RegistryClient
 from harbor_api.transport import TlsOptions
 from harbor_api.version import ACCELD_VERSION
-from reconciler.image_conversion import ConversionOptions, ConversionResult, convert_image
-from reconciler.sqlite_store import SqliteStateStore
+from reconciler.conversion.image_conversion import (
+    ConversionOptions,
+    ConversionResult,
+    convert_image,
+)
+from reconciler.state.sqlite_store import SqliteStateStore
 from tests.support.converted_images import (
     check_converted_manifest,
     fallback_referrers,

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.keys import InvalidKey, Key
+from reconciler.state.keys import InvalidKey, Key
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -11,7 +11,7 @@ import pytest
 from converters.errors import LayerRejected
 from converters.estargz import EstargzOptions, convert_layer
 from converters.limits import LayerLimits
-from reconciler.layer_process import ConverterCrashed, convert_layer_file
+from reconciler.conversion.layer_process import ConverterCrashed, convert_layer_file
 from tests.support.images import Entry, sample_layers, tar_bytes
 
 

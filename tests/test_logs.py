@@ -10,7 +10,7 @@ from typing import TextIO
 
 import pytest
 
-from reconciler.logs import (
+from reconciler.observability.logs import (
     REDACTED,
     configure_logging,
     log_context,

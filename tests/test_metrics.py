@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from harbor_api.errors import NotFound, Unreachable
 from harbor_api.transport import NO_RETRY, HttpSession, TlsOptions
 from harbor_api.version import ACCELD_VERSION
-from reconciler.metrics import CONVERSION_RESULTS, WEBHOOK_RESULTS, Metrics
+from reconciler.observability.metrics import CONVERSION_RESULTS, WEBHOOK_RESULTS, Metrics
 from tests.support.registry_server import RunningRegistry, free_port
 
 FORMATS = ("estargz", "nydus")

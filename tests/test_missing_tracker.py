@@ -1,7 +1,7 @@
 from policies.diff import PlanItem
 from policies.model import Policy
-from reconciler.keys import Key
-from reconciler.missing_tracker import MissingTracker
+from reconciler.controller.missing_tracker import MissingTracker
+from reconciler.state.keys import Key
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

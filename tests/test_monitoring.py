@@ -17,9 +17,9 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from reconciler.http_app import HttpApp
-from reconciler.http_server import HttpServer
-from reconciler.metrics import Metrics
+from reconciler.observability.metrics import Metrics
+from reconciler.service.http_app import HttpApp
+from reconciler.service.http_server import HttpServer
 
 MONITORING = Path(__file__).resolve().parents[1] / "monitoring"
 DASHBOARD = MONITORING / "grafana-dashboard.json"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from reconciler import sd_notify
+from reconciler.service import sd_notify
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from harbor_api.oci import Descriptor
-from reconciler.sqlite_store import SqliteStateStore
-from reconciler.state_store import MISSING, CachedLayer
+from reconciler.state.sqlite_store import SqliteStateStore
+from reconciler.state.store import MISSING, CachedLayer
 
 SOURCE = "sha256:" + "11" * 32
 CONVERTED = Descriptor(

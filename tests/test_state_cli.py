@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import cli
-from reconciler.keys import Key
-from reconciler.sqlite_store import SqliteStateStore, state_db_path
+from reconciler.state.keys import Key
+from reconciler.state.sqlite_store import SqliteStateStore, state_db_path
 
 
 def key(n: int) -> Key:

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.keys import Key
-from reconciler.migrations import SCHEMA_VERSION
-from reconciler.sqlite_store import STATE_DB, SqliteStateStore, state_db_path
-from reconciler.state_store import StateError
+from reconciler.state.keys import Key
+from reconciler.state.migrations import SCHEMA_VERSION
+from reconciler.state.sqlite_store import STATE_DB, SqliteStateStore, state_db_path
+from reconciler.state.store import StateError
 
 KEY = Key("proj/app", "sha256:" + "cd" * 32, "estargz")
 

@@ -25,10 +25,10 @@ from prometheus_client import CollectorRegistry
 from werkzeug.test import Client
 
 from harbor_api.webhook_events import ArtifactEvent
-from reconciler.http_app import HttpApp
-from reconciler.http_server import HttpServer
-from reconciler.logs import KeyValueFormatter
-from reconciler.metrics import Metrics
+from reconciler.observability.logs import KeyValueFormatter
+from reconciler.observability.metrics import Metrics
+from reconciler.service.http_app import HttpApp
+from reconciler.service.http_server import HttpServer
 from tests.support.secret_scan import find_secrets
 
 SECRET = "Bearer fuzz-hook-s3cr3t-91d2"
@@ -353,7 +353,7 @@ class _Lines(logging.Handler):
 def target() -> Iterator[Target]:
     target = Target()
     handler = _Lines(target)
-    logger = logging.getLogger("reconciler.http_app")
+    logger = logging.getLogger("reconciler.service.http_app")
     logger.addHandler(handler)
     previous = logger.level
     logger.setLevel(logging.DEBUG)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reconciler.backoff import Backoff
+from reconciler.state.backoff import Backoff
 
 
 def test_default_delay_doubles_from_one_second_to_one_hour() -> None:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.keys import Key
-from reconciler.sqlite_store import SqliteStateStore
-from reconciler.state_store import Lease
-from reconciler.workqueue import WorkQueue
+from reconciler.state.keys import Key
+from reconciler.state.sqlite_store import SqliteStateStore
+from reconciler.state.store import Lease
+from reconciler.state.workqueue import WorkQueue
 
 KEY = Key("proj/app", "sha256:" + "ef" * 32, "estargz")
 

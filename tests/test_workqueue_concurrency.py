@@ -11,8 +11,8 @@ import threading
 import time
 from pathlib import Path
 
-from reconciler.keys import Key
-from reconciler.sqlite_store import SqliteStateStore
+from reconciler.state.keys import Key
+from reconciler.state.sqlite_store import SqliteStateStore
 
 KEYS = 120
 
@@ -123,8 +123,8 @@ def test_two_processes_on_one_state_dir_never_hold_one_key_at_once(tmp_path: Pat
 _VICTIM = """
 import sys, time
 from pathlib import Path
-from reconciler.keys import Key
-from reconciler.sqlite_store import SqliteStateStore
+from reconciler.state.keys import Key
+from reconciler.state.sqlite_store import SqliteStateStore
 store = SqliteStateStore(Path(sys.argv[1]), lease_seconds=3600)
 leases = store.lease(sys.argv[2], 3)
 print(len(leases), flush=True)

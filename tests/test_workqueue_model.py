@@ -11,10 +11,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from reconciler.backoff import Backoff
-from reconciler.keys import Key
-from reconciler.sqlite_store import SqliteStateStore
-from reconciler.state_store import Lease
+from reconciler.state.backoff import Backoff
+from reconciler.state.keys import Key
+from reconciler.state.sqlite_store import SqliteStateStore
+from reconciler.state.store import Lease
 
 KEYS = [Key(f"proj/app{n}", f"sha256:{n:064x}", "estargz") for n in range(4)]
 LEASE_SECONDS = 50.0

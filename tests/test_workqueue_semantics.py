@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.backoff import Backoff
-from reconciler.keys import Key
-from reconciler.sqlite_store import SqliteStateStore
+from reconciler.state.backoff import Backoff
+from reconciler.state.keys import Key
+from reconciler.state.sqlite_store import SqliteStateStore
 
 T0 = 1_800_000_000.0
 

@@ -1,0 +1,1 @@
+"""The `acceld` subcommands: parse options, build what they need, print results."""

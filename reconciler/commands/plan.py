@@ -1,0 +1,78 @@
+"""`acceld plan`: what is missing, per policy and format. Changes nothing in the registry."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from policies.diff import Plan
+from policies.model import Policy
+from reconciler.commands.config_option import config_option
+from reconciler.config import load_config
+from reconciler.controller.scan import FULL, scan
+from reconciler.service.backfill import select_policies
+from reconciler.service.runtime import open_runtime
+
+
+def plan_json(plan: Plan, policies: tuple[Policy, ...]) -> dict[str, Any]:
+    return {
+        "missing": [
+            {"policy": policy, "format": fmt, "count": count}
+            for (policy, fmt), count in plan.missing_by_policy_format(policies).items()
+        ],
+        "items": [
+            {
+                "repository": item.repository,
+                "digest": item.digest,
+                "format": item.format,
+                "policies": list(item.policies),
+                "tags": list(item.tags),
+            }
+            for item in plan.items
+        ],
+    }
+
+
+def plan_table(plan: Plan, policies: tuple[Policy, ...]) -> str:
+    lines = [f"{'POLICY':<24} {'FORMAT':<14} MISSING"]
+    for (policy, fmt), count in plan.missing_by_policy_format(policies).items():
+        lines.append(f"{policy:<24} {fmt:<14} {count}")
+    if plan.items:
+        lines.append("")
+        lines.append(f"{'REPOSITORY':<40} {'FORMAT':<10} {'TAGS':<24} DIGEST")
+        for item in plan.items:
+            tags = ",".join(item.tags) or "(untagged)"
+            lines.append(f"{item.repository:<40} {item.format:<10} {tags:<24} {item.digest}")
+    return "\n".join(lines)
+
+
+@click.command("plan")
+@config_option
+@click.option("--policy", help="Only this policy.")
+@click.option(
+    "--output",
+    type=click.Choice(["json", "table"]),
+    default=None,
+    help="Default: a table on a terminal, JSON otherwise.",
+)
+def plan_command(config_file: Path | None, policy: str | None, output: str | None) -> None:
+    """Show what is missing per policy and format, without changing anything."""
+    config = load_config(config_file)
+    try:
+        policies = select_policies(config.policies, policy)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    runtime = open_runtime(config)
+    try:
+        runtime.source.verify()
+        report = scan(runtime.source, policies, runtime.formats, kind=FULL)
+    finally:
+        runtime.close()
+    if (output or ("table" if sys.stdout.isatty() else "json")) == "json":
+        click.echo(json.dumps(plan_json(report.plan, policies), indent=2))
+    else:
+        click.echo(plan_table(report.plan, policies))

@@ -1,0 +1,1 @@
+"""The controller: the reconcile step, workers, scans and the sources they walk."""

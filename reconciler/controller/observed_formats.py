@@ -1,0 +1,83 @@
+"""The accelerated formats an original already has, read from its referrers.
+
+Each referrer is classified by content (`policies.observed`), and a digest's classification is
+cached for ever in the state store: a manifest's content never changes. Harbor's accessory list
+or a referrers descriptor often answers without reading the manifest; otherwise the manifest is
+read once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from harbor_api.errors import NotFound
+from harbor_api.harbor_models import Accessory
+from harbor_api.oci import Index, Manifest
+from harbor_api.registry import RegistryClient
+from policies.model import NYDUS
+from policies.observed import classify_annotations, classify_index, classify_manifest
+from reconciler.state.store import MISSING, StateStore
+
+# Harbor accessory types that are never accelerated images.
+_NOT_ACCELERATED_TYPES = frozenset({"signature.cosign", "signature.notation", "sbom.harbor"})
+
+
+class ReferrerFormats:
+    def __init__(self, registry: RegistryClient, store: StateStore) -> None:
+        self._registry = registry
+        self._store = store
+
+    def observed(
+        self, repository: str, digest: str, accessories: Iterable[Accessory] | None = None
+    ) -> set[str | None]:
+        """The format of each referrer of `repository@digest` (None: not accelerated).
+
+        With `accessories` (from Harbor's artifact list) the referrers are not listed again.
+        """
+        if accessories is not None:
+            return {self._accessory_format(repository, accessory) for accessory in accessories}
+        found: set[str | None] = set()
+        for descriptor in self._registry.referrers(repository, digest):
+            cached = self._store.classification_get(descriptor.digest)
+            if cached is not MISSING:
+                found.add(cached)
+                continue
+            cheap = classify_annotations(descriptor.annotations)
+            if cheap is None:
+                found.add(self.classify(repository, descriptor.digest))
+            else:
+                # The descriptor carries the manifest's own annotations: remember the answer
+                # so that Harbor's accessory list (which has none) needs no manifest read.
+                self._store.classification_put(descriptor.digest, cheap)
+                found.add(cheap)
+        return found
+
+    def classify(self, repository: str, digest: str) -> str | None:
+        """The format of the manifest `digest`, cached for ever."""
+        cached = self._store.classification_get(digest)
+        if cached is not MISSING:
+            return cached
+        try:
+            content = self._registry.get_manifest(repository, digest).content
+        except NotFound:
+            return None  # listed but gone: nothing to cache
+        if isinstance(content, Manifest):
+            fmt = classify_manifest(content)
+        else:
+            fmt = classify_index(content, self._child_formats(repository, content))
+        self._store.classification_put(digest, fmt)
+        return fmt
+
+    def remember(self, digest: str, fmt: str) -> None:
+        """Record the format of a manifest acceld itself just pushed."""
+        self._store.classification_put(digest, fmt)
+
+    def _accessory_format(self, repository: str, accessory: Accessory) -> str | None:
+        if accessory.type == "accelerator.nydus":
+            return NYDUS
+        if accessory.type in _NOT_ACCELERATED_TYPES:
+            return None
+        return self.classify(repository, accessory.digest)
+
+    def _child_formats(self, repository: str, index: Index) -> dict[str, str | None]:
+        return {child.digest: self.classify(repository, child.digest) for child in index.manifests}

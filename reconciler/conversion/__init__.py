@@ -1,0 +1,1 @@
+"""Image and layer conversion: the converter child process, config rewrite, disk budget."""

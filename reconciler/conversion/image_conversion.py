@@ -1,0 +1,417 @@
+"""Convert an original image (manifest or index) and push the result as its referrer.
+
+The output lives in the original's repository: OCI media types, `subject` = the original
+manifest (platform omitted), acceld's driver and source annotations, and a tag
+`<original tag><suffix>` only when the original has a tag. The same input and options give the
+same digests, and what the registry already has is not pushed again.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harbor_api.oci import (
+    IMAGE_CONFIG_TYPES,
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    Descriptor,
+    Index,
+    Manifest,
+    Platform,
+    is_digest,
+    sha256_digest,
+)
+from harbor_api.registry import RegistryClient
+from harbor_api.version import ACCELD_VERSION
+from reconciler.conversion.config_rewrite import config_platform, rewrite_config
+from reconciler.conversion.errors import (
+    InvalidTarget,
+    NoMatchingPlatform,
+    NotAnImage,
+    NotAnOriginal,
+)
+from reconciler.conversion.layer_conversion import (
+    ConversionOptions,
+    LayerJob,
+    LayerProgress,
+    LayerResult,
+    ProgressCallback,
+    check_convertible_layer,
+    check_format,
+    convert_registry_layer,
+)
+from reconciler.state.store import LayerCache
+
+__all__ = [
+    "ANNOTATION_DRIVER_NAME",
+    "ANNOTATION_DRIVER_VERSION",
+    "ANNOTATION_SOURCE_DIGEST",
+    "ConversionOptions",
+    "ConversionResult",
+    "ConvertedManifest",
+    "LayerCache",
+    "LayerProgress",
+    "LayerResult",
+    "convert_image",
+    "target_tags",
+]
+
+ANNOTATION_DRIVER_NAME = "io.goharbor.artifact.v1alpha1.acceleration.driver.name"
+ANNOTATION_DRIVER_VERSION = "io.goharbor.artifact.v1alpha1.acceleration.driver.version"
+ANNOTATION_SOURCE_DIGEST = "io.goharbor.artifact.v1alpha1.acceleration.source.digest"
+
+_MAX_CONFIG_BYTES = 8 << 20
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# BuildKit stores provenance and SBOM attestations as index entries of platform unknown/unknown.
+_ATTESTATION_REFERENCE_TYPE = "vnd.docker.reference.type"
+
+
+@dataclass(frozen=True)
+class ConvertedManifest:
+    """One converted image manifest (a platform of an index, or the whole image)."""
+
+    platform: Platform | None
+    original: Descriptor
+    digest: str
+    size: int
+    config_digest: str
+    layers: tuple[LayerResult, ...]
+    config_bytes_uploaded: int
+    pushed: bool
+    """False when the registry already had it, linked to its subject."""
+
+    @property
+    def bytes_downloaded(self) -> int:
+        return sum(layer.bytes_downloaded for layer in self.layers)
+
+    @property
+    def bytes_uploaded(self) -> int:
+        return self.config_bytes_uploaded + sum(layer.bytes_uploaded for layer in self.layers)
+
+
+@dataclass(frozen=True)
+class ConversionResult:
+    repository: str
+    format: str
+    original: Descriptor
+    converted: Descriptor
+    tags: tuple[str, ...]
+    """Tags given to the converted image; empty when the original was named by digest only."""
+    manifests: tuple[ConvertedManifest, ...]
+    """The converted image manifests (one per converted platform of an index)."""
+    pushed: bool
+    """False when the registry already had the converted image and its tags: nothing new."""
+    seconds: float
+
+    @property
+    def original_digest(self) -> str:
+        return self.original.digest
+
+    @property
+    def converted_digest(self) -> str:
+        return self.converted.digest
+
+    @property
+    def tag(self) -> str | None:
+        return self.tags[0] if self.tags else None
+
+    @property
+    def bytes_downloaded(self) -> int:
+        """Blob bytes read from the registry (source layers that were not in the cache)."""
+        return sum(m.bytes_downloaded for m in self.manifests)
+
+    @property
+    def bytes_uploaded(self) -> int:
+        """Blob bytes written to the registry (converted layers and configs it lacked)."""
+        return sum(m.bytes_uploaded for m in self.manifests)
+
+
+def target_tags(source_tags: Sequence[str], suffix: str) -> tuple[str, ...]:
+    """`<tag><suffix>` for each source tag, refusing results that are not valid tags."""
+    if not suffix:
+        raise InvalidTarget("the tag suffix is empty: the converted tag would replace the original")
+    out = []
+    for tag in source_tags:
+        target = tag + suffix
+        if not _TAG.match(target):
+            raise InvalidTarget(
+                f"target tag {target!r} (tag {tag!r} + suffix {suffix!r}) is not a valid tag: "
+                "at most 128 of letters, digits, _ . - and not starting with . or -"
+            )
+        out.append(target)
+    return tuple(dict.fromkeys(out))
+
+
+def convert_image(
+    registry: RegistryClient,
+    repository: str,
+    reference: str,
+    format: str,
+    options: ConversionOptions,
+    *,
+    work_dir: Path,
+    layer_cache: LayerCache,
+    progress: ProgressCallback | None = None,
+    source_tags: Sequence[str] | None = None,
+) -> ConversionResult:
+    """Convert `repository` at `reference` (a tag or a digest) to `format` and push it.
+
+    The converted image is tagged `<tag><suffix>` for each of `source_tags`, which defaults to
+    `reference` when that is a tag and to none when it is a digest. A reconciler that works by
+    digest passes the original's tags here.
+    """
+    started = time.monotonic()
+    check_format(format)
+    if source_tags is None:
+        source_tags = () if is_digest(reference) else (reference,)
+    tags = target_tags(source_tags, options.tag_suffix)
+    fetched = registry.get_manifest(repository, reference)
+    original = fetched.descriptor
+    where = f"{repository}@{fetched.digest}"
+    content = fetched.content
+    _refuse_non_original(content, where)
+    for tag in tags:
+        _check_tag_is_ours_to_move(registry, repository, tag)
+    context = _Context(registry, repository, format, options, work_dir, layer_cache, progress)
+    converted_content: Manifest | Index
+    if isinstance(content, Index):
+        manifests = tuple(
+            context.convert_manifest(child, where)
+            for child in _select_platforms(content, options.platforms, where)
+        )
+        converted_content = Index(
+            manifests=tuple(
+                Descriptor(OCI_MANIFEST, m.digest, m.size, platform=m.platform) for m in manifests
+            ),
+            media_type=OCI_INDEX,
+            subject=original.without_platform(),
+            annotations=_annotations(content.annotations, format, original.digest),
+        )
+        pushed = _push(registry, repository, converted_content, original.digest, tags)
+    else:
+        single = context.convert_single(content, original, where)
+        converted_content = single.content
+        pushed = _push(registry, repository, converted_content, original.digest, tags)
+        manifests = (single.result(pushed),)
+    return ConversionResult(
+        repository=repository,
+        format=format,
+        original=original,
+        converted=_descriptor(converted_content),
+        tags=tags,
+        manifests=manifests,
+        pushed=pushed or any(m.pushed or m.bytes_uploaded for m in manifests),
+        seconds=time.monotonic() - started,
+    )
+
+
+@dataclass(frozen=True)
+class _Single:
+    """A converted image manifest not yet pushed."""
+
+    platform: Platform | None
+    original: Descriptor
+    content: Manifest
+    config_digest: str
+    config_bytes_uploaded: int
+    layers: tuple[LayerResult, ...]
+
+    def result(self, pushed: bool) -> ConvertedManifest:
+        descriptor = _descriptor(self.content)
+        return ConvertedManifest(
+            platform=self.platform,
+            original=self.original,
+            digest=descriptor.digest,
+            size=descriptor.size,
+            config_digest=self.config_digest,
+            layers=self.layers,
+            config_bytes_uploaded=self.config_bytes_uploaded,
+            pushed=pushed,
+        )
+
+
+@dataclass(frozen=True)
+class _Context:
+    registry: RegistryClient
+    repository: str
+    format: str
+    options: ConversionOptions
+    work_dir: Path
+    cache: LayerCache
+    progress: ProgressCallback | None
+
+    def convert_manifest(self, child: Descriptor, index_where: str) -> ConvertedManifest:
+        """Convert one platform manifest of an index and push it, untagged, as a referrer."""
+        fetched = self.registry.get_manifest(self.repository, child.digest)
+        where = f"{index_where} platform {child.platform}"
+        content = fetched.content
+        if not isinstance(content, Manifest):
+            raise NotAnImage(f"{where}: {child.digest} is a nested index, not an image manifest")
+        _refuse_non_original(content, where)
+        original = fetched.descriptor
+        single = self.convert_single(content, original, where, child.platform)
+        pushed = _push(self.registry, self.repository, single.content, original.digest, ())
+        return single.result(pushed)
+
+    def convert_single(
+        self,
+        manifest: Manifest,
+        original: Descriptor,
+        where: str,
+        platform: Platform | None = None,
+    ) -> _Single:
+        """Convert the layers and config of an image manifest; the manifest is not pushed."""
+        if manifest.config.media_type not in IMAGE_CONFIG_TYPES:
+            raise NotAnImage(
+                f"{where}: config media type {manifest.config.media_type!r} is not an image "
+                f"config (artifact type {manifest.effective_artifact_type!r}); "
+                "only container images are converted"
+            )
+        for i, layer in enumerate(manifest.layers):
+            check_convertible_layer(layer, f"{where}: layers[{i}]")
+        config_raw = self.registry.read_blob(
+            self.repository, manifest.config.digest, _MAX_CONFIG_BYTES
+        )
+        if platform is None:
+            platform = config_platform(config_raw)
+            _check_platform(platform, self.options.platforms, where)
+        label = str(platform) if platform else ""
+        layers = tuple(
+            convert_registry_layer(
+                self.registry,
+                LayerJob(self.repository, layer, label, i, len(manifest.layers)),
+                self.format,
+                self.options,
+                work_dir=self.work_dir,
+                cache=self.cache,
+                progress=self.progress,
+            )
+            for i, layer in enumerate(manifest.layers)
+        )
+        config = rewrite_config(config_raw, [layer.diff_id for layer in layers])
+        config_digest = sha256_digest(config)
+        config_uploaded = 0
+        if not self.registry.blob_exists(self.repository, config_digest):
+            self.registry.upload_blob(self.repository, config, config_digest, len(config))
+            config_uploaded = len(config)
+        content = Manifest(
+            config=Descriptor(OCI_CONFIG, config_digest, len(config)),
+            layers=tuple(layer.converted for layer in layers),
+            media_type=OCI_MANIFEST,
+            subject=original.without_platform(),
+            annotations=_annotations(manifest.annotations, self.format, original.digest),
+        )
+        return _Single(platform, original, content, config_digest, config_uploaded, layers)
+
+
+def _refuse_non_original(content: Manifest | Index, where: str) -> None:
+    """The loop guard: referrers and accelerated copies are never originals."""
+    if content.subject is not None:
+        raise NotAnOriginal(
+            f"{where}: it has a subject ({content.subject.digest}), so it is a referrer of "
+            "another manifest, not an original image"
+        )
+    source = content.annotations.get(ANNOTATION_SOURCE_DIGEST)
+    if source:
+        raise NotAnOriginal(
+            f"{where}: it is an accelerated copy of {source} "
+            f"({ANNOTATION_SOURCE_DIGEST}), not an original image"
+        )
+    if isinstance(content, Manifest) and content.artifact_type:
+        raise NotAnImage(
+            f"{where}: artifact type {content.artifact_type!r} is not a container image"
+        )
+
+
+def _select_platforms(
+    index: Index, wanted: Sequence[Platform], where: str
+) -> tuple[Descriptor, ...]:
+    candidates = [
+        child
+        for child in index.manifests
+        if child.platform is not None
+        and child.platform.os != "unknown"
+        and _ATTESTATION_REFERENCE_TYPE not in child.annotations
+    ]
+    if wanted:
+        candidates = [
+            c for c in candidates if c.platform and any(c.platform.matches(w) for w in wanted)
+        ]
+    if not candidates:
+        available = ", ".join(str(c.platform) for c in index.manifests if c.platform) or "none"
+        asked = ", ".join(str(w) for w in wanted) or "any"
+        raise NoMatchingPlatform(
+            f"{where}: no image manifest for platforms {asked} (the index has: {available})"
+        )
+    return tuple(candidates)
+
+
+def _annotations(original: Mapping[str, str], format: str, source_digest: str) -> dict[str, str]:
+    """The original's annotations, with acceld's driver and source annotations over them."""
+    return {
+        **original,
+        ANNOTATION_DRIVER_NAME: format,
+        ANNOTATION_DRIVER_VERSION: ACCELD_VERSION,
+        ANNOTATION_SOURCE_DIGEST: source_digest,
+    }
+
+
+def _push(
+    registry: RegistryClient,
+    repository: str,
+    content: Manifest | Index,
+    subject_digest: str,
+    tags: Sequence[str],
+) -> bool:
+    """Push `content` as a referrer of `subject_digest` under `tags`; False if all was there."""
+    digest = _descriptor(content).digest
+    listed = registry.head_manifest(repository, digest) is not None and any(
+        referrer.digest == digest for referrer in registry.referrers(repository, subject_digest)
+    )
+    missing_tags = [tag for tag in tags if not _tag_points_at(registry, repository, tag, digest)]
+    if listed and not missing_tags:
+        return False
+    if not listed:
+        registry.push_referrer(repository, content, missing_tags[0] if missing_tags else "")
+        missing_tags = missing_tags[1:]
+    for tag in missing_tags:
+        registry.put_manifest(repository, tag, content)
+    return True
+
+
+def _descriptor(content: Manifest | Index) -> Descriptor:
+    raw = content.encode()
+    return Descriptor(content.media_type, sha256_digest(raw), len(raw))
+
+
+def _check_tag_is_ours_to_move(registry: RegistryClient, repository: str, tag: str) -> None:
+    """Refuse a target tag that names something other than an accelerated copy.
+
+    Moving `v1-esgz` from the copy of an older `v1` to the new one is the point of the tag; but
+    a user's own image that happens to be called `v1-esgz` is an original and is never touched.
+    """
+    if registry.head_manifest(repository, tag) is None:
+        return
+    existing = registry.get_manifest(repository, tag)
+    content = existing.content
+    if content.subject is None and ANNOTATION_SOURCE_DIGEST not in content.annotations:
+        raise InvalidTarget(
+            f"{repository}:{tag} already names {existing.digest}, which is not an accelerated "
+            "copy (no subject, no source annotation); refusing to move the tag of an original"
+        )
+
+
+def _tag_points_at(registry: RegistryClient, repository: str, tag: str, digest: str) -> bool:
+    found = registry.head_manifest(repository, tag)
+    return found is not None and found.digest == digest
+
+
+def _check_platform(platform: Platform | None, wanted: Sequence[Platform], where: str) -> None:
+    if wanted and (platform is None or not any(platform.matches(w) for w in wanted)):
+        asked = ", ".join(str(w) for w in wanted)
+        raise NoMatchingPlatform(f"{where}: the image is for {platform}, not for {asked}")

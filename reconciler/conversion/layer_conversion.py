@@ -1,0 +1,240 @@
+"""Convert one layer of an image inside its repository.
+
+Look the source layer up in the layer cache first: a hit only needs the converted blob to be in
+the target repository (it is, or it can be mounted from where it was converted). A miss, or a hit
+whose blob is gone from the registry, downloads the source to a private directory under the work
+dir, converts it there, uploads the result unless the registry already has it, records it in the
+cache, and removes the directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from converters.estargz import EstargzOptions
+from converters.limits import LayerLimits
+from harbor_api.errors import Denied, NotFound
+from harbor_api.oci import (
+    DOCKER_LAYER_FOREIGN,
+    DOCKER_LAYER_GZIP,
+    OCI_LAYER_GZIP,
+    OCI_LAYER_NONDIST_GZIP,
+    OCI_LAYER_NONDIST_TAR,
+    OCI_LAYER_NONDIST_ZSTD,
+    OCI_LAYER_TAR,
+    OCI_LAYER_ZSTD,
+    Descriptor,
+    Platform,
+)
+from harbor_api.registry import RegistryClient
+from harbor_api.version import ACCELD_VERSION
+from reconciler.conversion.errors import NotAnImage, UnsupportedFormat, UnsupportedLayer
+from reconciler.conversion.layer_process import convert_layer_file
+from reconciler.state.store import CachedLayer, LayerCache
+
+CONVERTIBLE_LAYER_TYPES = frozenset(
+    {OCI_LAYER_TAR, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, DOCKER_LAYER_GZIP}
+)
+NON_DISTRIBUTABLE_LAYER_TYPES = frozenset(
+    {DOCKER_LAYER_FOREIGN, OCI_LAYER_NONDIST_TAR, OCI_LAYER_NONDIST_GZIP, OCI_LAYER_NONDIST_ZSTD}
+)
+SUPPORTED_FORMATS = ("estargz",)
+
+
+@dataclass(frozen=True)
+class ConversionOptions:
+    """How to convert. Everything but `tag_suffix`, `platforms`, `limits` and `workers` changes
+    the output bytes and so goes into `cache_key`; the output does not depend on `workers`."""
+
+    tag_suffix: str = "-esgz"
+    platforms: tuple[Platform, ...] = ()
+    """Platforms of an index to convert; empty converts every platform."""
+    prioritized_files: tuple[str, ...] = ()
+    compression_level: int = 9
+    chunk_size: int = 4 << 20
+    min_chunk_size: int = 0
+    limits: LayerLimits = field(default_factory=LayerLimits)
+    workers: int | None = None
+
+    def estargz_options(self) -> EstargzOptions:
+        return EstargzOptions(
+            chunk_size=self.chunk_size,
+            min_chunk_size=self.min_chunk_size,
+            compression_level=self.compression_level,
+            prioritized_files=self.prioritized_files,
+            workers=self.workers,
+            limits=self.limits,
+        )
+
+    def cache_key(self, format: str) -> str:
+        """Identifies the output bytes these options give for `format`, for the layer cache.
+
+        The acceld version is part of it: a new converter may write different bytes.
+        """
+        settings = {
+            "acceld": ACCELD_VERSION,
+            "format": format,
+            "chunk_size": self.chunk_size,
+            "compression_level": self.compression_level,
+            "prioritized_files": list(self.prioritized_files),
+        }
+        if self.min_chunk_size:
+            # Only when set, so layers cached before the option existed keep their keys.
+            settings["min_chunk_size"] = self.min_chunk_size
+        encoded = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+        return "sha256:" + hashlib.sha256(encoded).hexdigest()
+
+
+@dataclass(frozen=True)
+class LayerProgress:
+    """One step of one layer, for a progress display."""
+
+    platform: str
+    index: int
+    count: int
+    source_digest: str
+    source_size: int
+    stage: str
+    """`cached`, `downloading`, `converting`, `uploading` or `done`."""
+
+
+ProgressCallback = Callable[[LayerProgress], None]
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    source: Descriptor
+    converted: Descriptor
+    """OCI gzip media type, with the format's annotations."""
+    diff_id: str
+    cached: bool
+    """Reused from the layer cache, without downloading or converting."""
+    seconds: float
+    bytes_downloaded: int
+    bytes_uploaded: int
+
+
+@dataclass(frozen=True)
+class LayerJob:
+    """One layer to convert and where its progress goes."""
+
+    repository: str
+    source: Descriptor
+    platform: str
+    index: int
+    count: int
+
+    def progress(self, stage: str) -> LayerProgress:
+        return LayerProgress(
+            self.platform, self.index, self.count, self.source.digest, self.source.size, stage
+        )
+
+
+def check_convertible_layer(layer: Descriptor, where: str) -> None:
+    """Refuse layers no converter may read: foreign, non-distributable, or not a tar layer."""
+    if layer.media_type in NON_DISTRIBUTABLE_LAYER_TYPES or layer.urls:
+        raise UnsupportedLayer(
+            f"{where}: {layer.digest} is a non-distributable layer ({layer.media_type}); "
+            "acceld does not convert images with foreign layers"
+        )
+    if layer.media_type not in CONVERTIBLE_LAYER_TYPES:
+        raise NotAnImage(
+            f"{where}: media type {layer.media_type!r} is not an image layer "
+            "(expected tar, tar+gzip or tar+zstd)"
+        )
+
+
+def check_format(format: str) -> None:
+    if format not in SUPPORTED_FORMATS:
+        raise UnsupportedFormat(
+            f"format {format!r} is not supported; expected one of {', '.join(SUPPORTED_FORMATS)}"
+        )
+
+
+def convert_registry_layer(
+    registry: RegistryClient,
+    job: LayerJob,
+    format: str,
+    options: ConversionOptions,
+    *,
+    work_dir: Path,
+    cache: LayerCache,
+    progress: ProgressCallback | None = None,
+) -> LayerResult:
+    """The converted descriptor of `job.source`, present in `job.repository` when this returns."""
+    started = time.monotonic()
+    report = progress or _ignore
+    options_key = options.cache_key(format)
+    hit = cache.layer_cache_get(job.source.digest, format, options_key)
+    if hit is not None and _blob_present(registry, job.repository, hit):
+        report(job.progress("cached"))
+        return LayerResult(
+            job.source, hit.descriptor, hit.diff_id, True, time.monotonic() - started, 0, 0
+        )
+    work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix="layer-") as private:
+        source_path, converted_path = Path(private) / "source", Path(private) / "converted"
+        report(job.progress("downloading"))
+        downloaded = registry.download_blob(job.repository, job.source.digest, source_path)
+        report(job.progress("converting"))
+        converted = convert_layer_file(
+            source_path,
+            converted_path,
+            options.estargz_options(),
+            Path(private),
+            timeout=conversion_timeout(downloaded),
+        )
+        source_path.unlink()
+        report(job.progress("uploading"))
+        uploaded = 0
+        if not registry.blob_exists(job.repository, converted.digest):
+            registry.upload_blob(job.repository, converted_path, converted.digest, converted.size)
+            uploaded = converted.size
+    descriptor = Descriptor(
+        OCI_LAYER_GZIP, converted.digest, converted.size, converted.annotations()
+    )
+    cache.layer_cache_put(
+        job.source.digest,
+        format,
+        options_key,
+        CachedLayer(descriptor, converted.diff_id, job.repository),
+    )
+    report(job.progress("done"))
+    return LayerResult(
+        job.source,
+        descriptor,
+        converted.diff_id,
+        False,
+        time.monotonic() - started,
+        downloaded,
+        uploaded,
+    )
+
+
+def conversion_timeout(source_bytes: int) -> float:
+    """How long one layer may take: generous (1 MiB/s of source) but bounded, so a hung
+    converter cannot hold a worker for ever."""
+    return 600.0 + source_bytes / (1 << 20)
+
+
+def _blob_present(registry: RegistryClient, repository: str, hit: CachedLayer) -> bool:
+    """Whether the cached blob is in `repository`, mounting it from where it was converted."""
+    digest = hit.descriptor.digest
+    if registry.blob_exists(repository, digest):
+        return True
+    if not hit.repository or hit.repository == repository:
+        return False
+    try:
+        return registry.mount_blob(repository, digest, hit.repository)
+    except (NotFound, Denied):
+        return False
+
+
+def _ignore(_: LayerProgress) -> None:
+    return None

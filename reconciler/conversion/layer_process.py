@@ -1,0 +1,119 @@
+"""Convert one layer file in a child process.
+
+The daemon answers webhooks in the same process that runs conversions; the converter's Python
+work (tar parsing, TOC building) holds the GIL, and two conversions in threads push webhook
+answer times past Harbor's patience. A child process per layer keeps the server responsive,
+bounds the converter's memory to its own process and confines a crash to one layer.
+
+Protocol: the parent writes the options as JSON on stdin; the child prints one JSON object:
+`{"layer": {...}}` on success or `{"rejected": "<reason>"}` for a bad layer (exit status 3).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from converters.errors import LayerRejected
+from converters.estargz import ConvertedLayer, EstargzOptions, convert_layer
+from converters.limits import LayerLimits
+from harbor_api.errors import AcceldError
+
+REJECTED_EXIT = 3
+
+
+class ConverterCrashed(AcceldError):
+    """The converter process died or answered nonsense; transient (retried with backoff)."""
+
+
+def _options_json(options: EstargzOptions) -> str:
+    return json.dumps(dataclasses.asdict(options))
+
+
+def _options_from(data: dict[str, Any]) -> EstargzOptions:
+    return EstargzOptions(
+        chunk_size=int(data["chunk_size"]),
+        min_chunk_size=int(data["min_chunk_size"]),
+        compression_level=int(data["compression_level"]),
+        prioritized_files=tuple(data["prioritized_files"]),
+        workers=data["workers"],
+        limits=LayerLimits(**data["limits"]),
+    )
+
+
+def convert_layer_file(
+    source: Path, dest: Path, options: EstargzOptions, work_dir: Path, *, timeout: float
+) -> ConvertedLayer:
+    """Convert `source` into `dest` in a child process; `LayerRejected` for a bad layer."""
+    try:
+        answer = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "reconciler.conversion.layer_process",
+                str(source),
+                str(dest),
+                str(work_dir),
+                str(os.getpid()),
+            ],
+            input=_options_json(options),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ConverterCrashed(f"converting {source.name} took over {timeout:.0f} s") from exc
+    try:
+        result = json.loads(answer.stdout)
+    except ValueError:
+        tail = answer.stderr.strip().splitlines()[-1:] or ["no output"]
+        raise ConverterCrashed(
+            f"converter process exited with status {answer.returncode}: {tail[0]}"
+        ) from None
+    if "rejected" in result:
+        raise LayerRejected(str(result["rejected"]))
+    return ConvertedLayer(**result["layer"])
+
+
+# Conversions are batch work; the webhook server and the scheduler in the parent are not.
+CHILD_NICENESS = 10
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Be killed when the parent exits (a daemon stopped past its grace period, a crash):
+    this conversion's output is a temporary file only the parent would read, so an orphan
+    would go on burning CPU for nothing, beside the restarted daemon converting it again."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent exited before the request was made
+        sys.exit(1)
+
+
+def main(argv: list[str]) -> int:
+    source, dest, work_dir = (Path(arg) for arg in argv[:3])
+    _die_with_parent(int(argv[3]))
+    os.nice(CHILD_NICENESS)
+    options = _options_from(json.loads(sys.stdin.read()))
+    try:
+        with source.open("rb") as src, dest.open("wb") as out:
+            converted = convert_layer(src, out, options, work_dir)
+    except LayerRejected as exc:
+        print(json.dumps({"rejected": exc.reason}))
+        return REJECTED_EXIT
+    print(json.dumps({"layer": dataclasses.asdict(converted)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,227 @@
+"""`acceld backfill`: one full scan, then convert everything missing, and say how it went.
+
+It shares the state directory with a running `acceld serve`: keys go through the same
+persistent queue, so a key the daemon is working on is not worked here too, and what the daemon
+finished counts as done.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from policies.diff import Plan, PlanItem
+from policies.model import Policy
+from reconciler.controller.policy_fingerprint import policy_fingerprint
+from reconciler.controller.scan import FULL, ScanReport, scan
+from reconciler.controller.worker import Worked, work
+from reconciler.service.runtime import Runtime, owner_id
+from reconciler.state.keys import Key
+from reconciler.state.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class KeyResult:
+    key: Key
+    ok: bool
+    detail: str
+    bytes_written: int = 0
+
+
+@dataclass
+class BackfillProgress:
+    """Live counts for a progress display."""
+
+    total: int = 0
+    finished: int = 0
+    failed: int = 0
+    bytes_read: int = 0
+    bytes_written: int = 0
+
+
+@dataclass(frozen=True)
+class BackfillSummary:
+    plan: Plan
+    scan: ScanReport
+    results: tuple[KeyResult, ...] = field(default=())
+    dry_run: bool = False
+
+    @property
+    def failures(self) -> tuple[KeyResult, ...]:
+        return tuple(r for r in self.results if not r.ok)
+
+    @property
+    def converged(self) -> bool:
+        return not self.failures and (self.dry_run or len(self.results) == len(self.keys))
+
+    @property
+    def keys(self) -> tuple[Key, ...]:
+        return tuple(dict.fromkeys(Key(i.repository, i.digest, i.format) for i in self.plan.items))
+
+
+def select_policies(policies: Sequence[Policy], name: str | None) -> tuple[Policy, ...]:
+    if name is None:
+        return tuple(policies)
+    chosen = tuple(p for p in policies if p.name == name)
+    if not chosen:
+        known = ", ".join(p.name for p in policies) or "none"
+        raise ValueError(f"no policy named {name!r} (policies: {known})")
+    return chosen
+
+
+def full_scan(runtime: Runtime, policies: Sequence[Policy]) -> ScanReport:
+    store = runtime.store
+    started = time.time()
+    store.scan_started(FULL, started)
+    report = scan(runtime.source, policies, runtime.formats, kind=FULL)
+    missing = report.plan.missing_by_policy_format(policies)
+    store.scan_finished(FULL, report.started_at, report.finished_at, missing)
+    runtime.metrics.set_missing_conversions(missing)
+    runtime.metrics.scan_succeeded(FULL, report.started_at, report.finished_at)
+    return report
+
+
+def enqueue_plan(runtime: Runtime, items: Sequence[PlanItem], policies: Sequence[Policy]) -> None:
+    for item in items:
+        runtime.store.add(
+            Key(item.repository, item.digest, item.format),
+            policy_fingerprint=policy_fingerprint(policies, item.format),
+        )
+
+
+class _Tracker:
+    """Which of this backfill's keys are settled, and how."""
+
+    def __init__(self, keys: Sequence[Key], max_attempts: int) -> None:
+        self._open = set(keys)
+        self._results: dict[Key, KeyResult] = {}
+        self._max_attempts = max_attempts
+        self._lock = threading.Lock()
+        self.progress = BackfillProgress(total=len(self._open))
+
+    @property
+    def settled(self) -> bool:
+        with self._lock:
+            return not self._open
+
+    def open_keys(self) -> list[Key]:
+        with self._lock:
+            return list(self._open)
+
+    def record(self, worked: Worked) -> None:
+        key = worked.lease.key
+        if worked.result == "done" and worked.outcome is not None:
+            converted = worked.outcome.result
+            self._settle(
+                KeyResult(
+                    key,
+                    True,
+                    worked.outcome.kind,
+                    converted.bytes_uploaded if converted else 0,
+                ),
+                converted.bytes_downloaded if converted else 0,
+            )
+        elif worked.result == "quarantined":
+            self._settle(KeyResult(key, False, f"quarantined: {worked.error}"))
+        elif worked.result == "retry" and worked.lease.attempts + 1 >= self._max_attempts:
+            self._settle(
+                KeyResult(key, False, f"failed {worked.lease.attempts + 1} times: {worked.error}")
+            )
+
+    def settle_from_store(self, runtime: Runtime) -> None:
+        """Settle keys that another process finished, quarantined or keeps backing off."""
+        now = time.time()
+        for key in self.open_keys():
+            state = runtime.store.key_state(key)
+            if state is None:
+                self._settle(KeyResult(key, True, "done by another acceld process"))
+            elif state.state == "quarantined":
+                self._settle(KeyResult(key, False, f"quarantined: {state.last_error}"))
+            elif state.state == "pending" and state.attempts >= self._max_attempts:
+                self._settle(
+                    KeyResult(key, False, f"failed {state.attempts} times: {state.last_error}")
+                )
+            elif state.state == "pending" and state.due_at - now > 300:
+                self._settle(
+                    KeyResult(
+                        key,
+                        False,
+                        f"backing off until {time.ctime(state.due_at)}: {state.last_error}",
+                    )
+                )
+
+    def results(self) -> tuple[KeyResult, ...]:
+        with self._lock:
+            return tuple(self._results.values())
+
+    def _settle(self, result: KeyResult, bytes_read: int = 0) -> None:
+        with self._lock:
+            if result.key not in self._open:
+                return
+            self._open.discard(result.key)
+            self._results[result.key] = result
+            self.progress.finished += 1
+            self.progress.failed += 0 if result.ok else 1
+            self.progress.bytes_read += bytes_read
+            self.progress.bytes_written += result.bytes_written
+
+
+def run_backfill(
+    runtime: Runtime,
+    *,
+    policy: str | None = None,
+    dry_run: bool = False,
+    max_items: int | None = None,
+    workers: int | None = None,
+    max_attempts: int = 5,
+    on_progress: Callable[[BackfillProgress], None] | None = None,
+    stop: threading.Event | None = None,
+) -> BackfillSummary:
+    policies = select_policies(runtime.config.policies, policy)
+    runtime.source.verify()
+    report = full_scan(runtime, policies)
+    items = report.plan.items
+    if max_items is not None:
+        wanted = list(dict.fromkeys(Key(i.repository, i.digest, i.format) for i in items))
+        keep = set(wanted[:max_items])
+        items = tuple(i for i in items if Key(i.repository, i.digest, i.format) in keep)
+    plan = Plan(items)
+    if dry_run:
+        return BackfillSummary(plan, report, dry_run=True)
+    enqueue_plan(runtime, items, policies)
+    keys = list(dict.fromkeys(Key(i.repository, i.digest, i.format) for i in items))
+    tracker = _Tracker(keys, max_attempts)
+    stopping = stop or threading.Event()
+    queue = WorkQueue(runtime.store, owner_id("backfill"), poll_seconds=0.5)
+    queue.start()
+    reconciler = runtime.reconciler()
+
+    def loop() -> None:
+        while not stopping.is_set() and not tracker.settled:
+            lease = queue.get(timeout=1.0)
+            if lease is None:
+                tracker.settle_from_store(runtime)
+                continue
+            worked = work(lease, reconciler, runtime.store, runtime.metrics)
+            tracker.record(worked)
+            if on_progress is not None:
+                on_progress(tracker.progress)
+
+    threads = [
+        threading.Thread(target=loop, name=f"backfill-{n}", daemon=True)
+        for n in range(max(1, workers or runtime.config.workers))
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        stopping.set()
+        queue.shut_down()
+    return BackfillSummary(plan, report, tracker.results())

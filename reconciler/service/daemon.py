@@ -1,0 +1,496 @@
+"""`acceld serve`: the webhook server, the scheduled scans and the worker threads in one process.
+
+Webhooks and scans only enqueue keys; worker threads lease keys from the persistent queue and
+run the reconcile step. SIGTERM stops intake, lets running conversions finish within a grace
+period and gives the rest back to the queue; SIGHUP reloads the config and keeps the old one if
+the new one is broken. Under systemd the process speaks sd_notify (READY, STATUS, WATCHDOG,
+RELOADING, STOPPING).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import select
+import signal
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from prometheus_client import CollectorRegistry
+
+from harbor_api.errors import AcceldError
+from harbor_api.webhook_events import ArtifactEvent
+from policies.desired import Original
+from policies.glob import any_match
+from policies.match import matching_tags, policy_matches_project
+from policies.model import Policy
+from reconciler.config import Config, load_config
+from reconciler.controller.missing_tracker import MissingTracker
+from reconciler.controller.observed_formats import ReferrerFormats
+from reconciler.controller.policy_fingerprint import policy_fingerprint
+from reconciler.controller.reconcile import Reconciler
+from reconciler.controller.scan import FULL, INCREMENTAL, scan
+from reconciler.controller.sources import Candidate, Source
+from reconciler.controller.worker import work
+from reconciler.observability.logs import register_secret
+from reconciler.service import sd_notify
+from reconciler.service.http_app import HttpApp
+from reconciler.service.http_server import HttpServer, ServerLimits, ServerTls
+from reconciler.service.runtime import Runtime, build_source, open_runtime, owner_id
+from reconciler.state.keys import Key
+from reconciler.state.store import Lease
+from reconciler.state.workqueue import WorkQueue
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+log = logging.getLogger(__name__)
+
+# The source counts as reachable while its last successful call is younger than this.
+REACHABLE_WINDOW_SECONDS = 300.0
+PROBE_INTERVAL_SECONDS = 60
+
+
+def formats_for_event(policies: tuple[Policy, ...], event: ArtifactEvent) -> dict[str, str]:
+    """format → policy fingerprint, for the formats some enabled policy may want of the image.
+
+    Generous on purpose: a tag filter is only applied when the event names a tag, and the
+    reconcile step re-reads the artifact and decides for real.
+    """
+    wanted: dict[str, str] = {}
+    for policy in policies:
+        if not (
+            policy.enabled
+            and policy_matches_project(policy, event.project)
+            and any_match(policy.repositories, event.repository)
+        ):
+            continue
+        if event.tag is not None and not matching_tags(policy, (event.tag,)):
+            continue
+        for fmt in policy.formats:
+            wanted.setdefault(fmt, policy_fingerprint(policies, fmt))
+    return wanted
+
+
+class ScanStopped(Exception):
+    """The daemon is stopping: a running scan gives up at its next step."""
+
+
+class StoppableSource:
+    """`source` as a scan walks it, giving up (ScanStopped) at the next project, repository
+    or candidate once `stopping` is set: otherwise SIGTERM would wait for a whole scan, which
+    takes minutes on a large Harbor, because the scheduler's threads are joined at exit."""
+
+    def __init__(self, source: Source, stopping: threading.Event) -> None:
+        self.registry = source.registry
+        self._source = source
+        self._stopping = stopping
+
+    def _step(self) -> None:
+        if self._stopping.is_set():
+            raise ScanStopped
+
+    def verify(self) -> None:
+        self._source.verify()
+
+    def projects(self) -> Iterator[str]:
+        for project in self._source.projects():
+            self._step()
+            yield project
+
+    def repositories(self, project: str) -> Iterator[str]:
+        for repository in self._source.repositories(project):
+            self._step()
+            yield repository
+
+    def candidates(self, repository: str, pushed_since: datetime | None) -> Iterator[Candidate]:
+        for candidate in self._source.candidates(repository, pushed_since):
+            self._step()
+            yield candidate
+
+    def describe(self, repository: str, digest: str) -> Original | None:
+        return self._source.describe(repository, digest)
+
+
+def settings_needing_restart(running: Config, loaded: Config) -> list[str]:
+    """The settings that differ between the two configs but that a reload cannot apply: the
+    listener, the directories, the worker threads and the scan schedule are set up once."""
+    pairs = {
+        "state_dir": (running.state_dir, loaded.state_dir),
+        "work_dir": (running.work_dir, loaded.work_dir),
+        "work_dir_budget": (running.work_dir_budget_bytes, loaded.work_dir_budget_bytes),
+        "workers": (running.workers, loaded.workers),
+        "scan.full_interval/incremental_interval": (
+            (running.scan.full_interval_seconds, running.scan.incremental_interval_seconds),
+            (loaded.scan.full_interval_seconds, loaded.scan.incremental_interval_seconds),
+        ),
+        "server.listen": (
+            (running.server.listen_host, running.server.listen_port),
+            (loaded.server.listen_host, loaded.server.listen_port),
+        ),
+        "server.tls_cert/tls_key": (
+            (running.server.tls_cert, running.server.tls_key),
+            (loaded.server.tls_cert, loaded.server.tls_key),
+        ),
+    }
+    return [name for name, (before, after) in pairs.items() if before != after]
+
+
+def _register_webhook_secret(config: Config) -> None:
+    secret = config.server.webhook_secret
+    if secret is not None:
+        register_secret(secret.reveal())
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None,
+        registry: CollectorRegistry | None = None,
+        grace_seconds: float = 30.0,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.grace_seconds = grace_seconds
+        self.runtime: Runtime = open_runtime(config, registry)
+        self.metrics = self.runtime.metrics
+        self.queue = WorkQueue(self.runtime.store, owner_id("serve"))
+        self._reconciler: Reconciler = self.runtime.reconciler()
+        self._stopping = threading.Event()
+        # Set from signal handlers, so plain flags and a pipe: an Event takes a lock that the
+        # interrupted main thread may be holding, and the handler would wait on it forever.
+        self._stop_requested = False
+        self._reload_requested = False
+        self._wake_reader, self._wake_writer = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._lock = threading.Lock()
+        self._current: dict[str, Lease] = {}
+        self._workers: list[threading.Thread] = []
+        self._last_source_ok = 0.0
+        self._scan_lock = threading.Lock()
+        self.missing = MissingTracker()
+        self.scheduler = BackgroundScheduler(timezone=UTC)
+        self.app = self._http_app(config)
+        tls = (
+            ServerTls(config.server.tls_cert, config.server.tls_key)
+            if config.server.tls_cert is not None and config.server.tls_key is not None
+            else None
+        )
+        self.http = HttpServer(
+            self._serve_http,
+            host=config.server.listen_host,
+            port=config.server.listen_port,
+            tls=tls,
+            limits=ServerLimits(
+                max_request_body_bytes=max(config.server.max_body_bytes * 2, 1 << 20)
+            ),
+        )
+
+    def _http_app(self, config: Config) -> HttpApp:
+        secret = config.server.webhook_secret
+        return HttpApp(
+            webhook_secret=secret.reveal() if secret is not None else None,
+            enqueue=self.enqueue_events,
+            readiness=self.readiness,
+            metrics=self.metrics,
+            max_body_bytes=config.server.max_body_bytes,
+        )
+
+    def _serve_http(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> Iterable[bytes]:
+        # Through whichever app is current: a reload replaces it (a rotated webhook secret).
+        return self.app(environ, start_response)
+
+    # --- intake -------------------------------------------------------------------------
+
+    def enqueue_events(self, events: tuple[ArtifactEvent, ...]) -> int:
+        policies = self.config.policies
+        added = 0
+        for event in events:
+            if event.kind == "deleted":
+                for fmt in {f for p in policies for f in p.formats}:
+                    self.runtime.store.forget(Key(event.repository, event.digest, fmt))
+                continue
+            for fmt, fingerprint in formats_for_event(policies, event).items():
+                self.queue.add(Key(event.repository, event.digest, fmt), None, fingerprint)
+                added += 1
+        return added
+
+    def run_scan(self, kind: str) -> None:
+        """A scheduled scan: enqueue what is missing. Never converts."""
+        if not self._scan_lock.acquire(blocking=False):
+            log.info("scan skipped", extra={"scan": kind, "reason": "another scan is running"})
+            return
+        try:
+            self._scan(kind)
+        except ScanStopped:
+            log.info("scan stopped", extra={"scan": kind, "reason": "shutting down"})
+        except AcceldError as exc:
+            log.error("scan failed", extra={"scan": kind, "error": str(exc)})
+        finally:
+            self._scan_lock.release()
+
+    def _scan(self, kind: str) -> None:
+        store = self.runtime.store
+        since: datetime | None = None
+        if kind == INCREMENTAL:
+            marks = [m for m in (store.last_scan(FULL), store.last_scan(INCREMENTAL)) if m]
+            starts = [m.last_success_started_at for m in marks if m.last_success_started_at]
+            if not starts:
+                kind = FULL
+            else:
+                margin = timedelta(seconds=self.config.scan.safety_margin_seconds)
+                since = datetime.fromtimestamp(max(starts), UTC) - margin
+        policies = self.config.policies
+        store.scan_started(kind, time.time())
+        report = scan(
+            StoppableSource(self.runtime.source, self._stopping),
+            policies,
+            self.runtime.formats,
+            kind=kind,
+            pushed_since=since,
+            on_missing=lambda item: self.queue.add(
+                Key(item.repository, item.digest, item.format),
+                None,
+                policy_fingerprint(policies, item.format),
+            ),
+        )
+        self._last_source_ok = time.time()
+        store.scan_finished(
+            kind,
+            report.started_at,
+            report.finished_at,
+            report.plan.missing_by_policy_format(policies),
+        )
+        if kind == FULL:
+            self.missing.replace(report.plan.items)
+        else:
+            self.missing.add(report.plan.items)
+        self.metrics.set_missing_conversions(self.missing.counts(policies))
+        self.metrics.scan_succeeded(kind, report.started_at, report.finished_at)
+
+    def probe_source(self) -> None:
+        try:
+            self.runtime.source.verify()
+        except AcceldError as exc:
+            log.warning("source unreachable", extra={"error": str(exc)})
+        else:
+            self._last_source_ok = time.time()
+
+    # --- workers ------------------------------------------------------------------------
+
+    def _worker(self) -> None:
+        name = threading.current_thread().name
+        while not self._stopping.is_set():
+            lease = self.queue.get(timeout=1.0)
+            if lease is None:
+                continue
+            with self._lock:
+                self._current[name] = lease
+                reconciler = self._reconciler
+            try:
+                worked = work(lease, reconciler, self.runtime.store, self.metrics)
+                if worked.result == "done":
+                    self.missing.settled(lease.key)
+                    self.metrics.set_missing_conversions(self.missing.counts(self.config.policies))
+            finally:
+                with self._lock:
+                    self._current.pop(name, None)
+
+    # --- health -------------------------------------------------------------------------
+
+    def readiness(self) -> Mapping[str, bool]:
+        try:
+            self.runtime.store.counts()
+            store_ok = True
+        except AcceldError:
+            store_ok = False
+        return {
+            "state_store": store_ok,
+            "source_reachable": time.time() - self._last_source_ok < REACHABLE_WINDOW_SECONDS,
+            "scheduler": bool(self.scheduler.running),
+        }
+
+    def healthy(self) -> bool:
+        return bool(self.scheduler.running) and all(t.is_alive() for t in self._workers)
+
+    def _refresh_status(self) -> None:
+        counts = self.runtime.store.counts()
+        self.metrics.set_queue_depth(
+            pending=counts.pending, in_progress=counts.in_progress, quarantined=counts.quarantined
+        )
+        sd_notify.status(
+            f"queue: {counts.pending} pending, {counts.in_progress} in progress, "
+            f"{counts.quarantined} quarantined"
+        )
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        _register_webhook_secret(self.config)
+        self.queue.start()
+        self.http.start()
+        scan_config = self.config.scan
+        now = datetime.now(UTC)
+        self._add_scan_job(FULL, scan_config.full_interval_seconds, now, 60)
+        self._add_scan_job(
+            INCREMENTAL,
+            scan_config.incremental_interval_seconds,
+            now + timedelta(seconds=scan_config.incremental_interval_seconds),
+            10,
+        )
+        self.scheduler.add_job(
+            self.probe_source,
+            "interval",
+            id="probe",
+            seconds=PROBE_INTERVAL_SECONDS,
+            next_run_time=now,
+            max_instances=1,
+            coalesce=True,
+        )
+        self.scheduler.start()
+        self._workers = [
+            threading.Thread(target=self._worker, name=f"worker-{n}", daemon=True)
+            for n in range(self.config.workers)
+        ]
+        for thread in self._workers:
+            thread.start()
+        log.info("serving", extra={"url": self.http.url, "workers": self.config.workers})
+        sd_notify.ready("serving")
+
+    def _add_scan_job(self, kind: str, interval: int, first_run: datetime, slack: int) -> None:
+        """A scan every `interval` s, never two at once, a missed run coalesced; up to `slack` s
+        of jitter (a twentieth of the interval at most) so that many daemons do not scan Harbor
+        in step."""
+        self.scheduler.add_job(
+            self.run_scan,
+            "interval",
+            args=[kind],
+            id=f"{kind}-scan",
+            seconds=interval,
+            next_run_time=first_run,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(slack, interval // 2),
+            jitter=min(slack, max(1, interval // 20)),
+        )
+
+    def request_stop(self) -> None:
+        self._stop_requested = True
+        self._wake()
+
+    def request_reload(self) -> None:
+        self._reload_requested = True
+        self._wake()
+
+    def _wake(self) -> None:
+        # A full pipe holds wake-ups the loop has not read yet: it wakes anyway.
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_writer, b"\0")
+
+    def _sleep(self, seconds: float) -> None:
+        """Until `seconds` pass or a stop or reload is requested."""
+        readable, _, _ = select.select([self._wake_reader], [], [], seconds)
+        if readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(self._wake_reader, 4096)
+
+    def install_signal_handlers(self) -> None:
+        def on_term(signum: int, frame: FrameType | None) -> None:
+            self.request_stop()
+
+        def on_hup(signum: int, frame: FrameType | None) -> None:
+            self.request_reload()
+
+        signal.signal(signal.SIGTERM, on_term)
+        signal.signal(signal.SIGINT, on_term)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    def run(self) -> int:
+        """The main loop until SIGTERM; returns the exit status."""
+        interval = sd_notify.watchdog_interval()
+        tick = min(5.0, interval / 2) if interval else 5.0
+        while not self._stop_requested:
+            self._sleep(tick * random.uniform(0.9, 1.0))
+            if self._stop_requested:
+                break
+            if self._reload_requested:
+                self._reload_requested = False
+                self.reload()
+            self._refresh_status()
+            if self.healthy():
+                sd_notify.watchdog()
+            else:
+                log.error(
+                    "unhealthy: no watchdog ping",
+                    extra={
+                        "scheduler_running": self.scheduler.running,
+                        "workers_alive": sum(t.is_alive() for t in self._workers),
+                    },
+                )
+        self.shutdown()
+        return 0
+
+    def reload(self) -> None:
+        sd_notify.reloading()
+        try:
+            config = load_config(self.config_path)
+        except AcceldError as exc:
+            log.error("reload failed; keeping the running config", extra={"error": str(exc)})
+            sd_notify.ready("reload failed; running with the previous config")
+            return
+        _register_webhook_secret(config)
+        ignored = settings_needing_restart(self.config, config)
+        if ignored:
+            log.warning(
+                "reload cannot change these settings; restart to apply them",
+                extra={"settings": ",".join(ignored)},
+            )
+        with self._lock:
+            self.config = config
+            self.runtime.config = config
+            self.runtime.source = build_source(config, self.metrics)
+            # Its registry client carries the credentials: a rotated robot secret must reach
+            # the referrer reads too, not only the source.
+            self.runtime.formats = ReferrerFormats(self.runtime.source.registry, self.runtime.store)
+            self._reconciler = self.runtime.reconciler()
+        self.app = self._http_app(config)
+        self.metrics.set_policies(p.name for p in config.policies if p.enabled)
+        log.info("reloaded", extra={"policies": len(config.policies)})
+        sd_notify.ready("serving")
+
+    def shutdown(self) -> None:
+        sd_notify.stopping()
+        log.info("stopping", extra={"grace_seconds": self.grace_seconds})
+        self._stopping.set()
+        self.http.stop()
+        self.scheduler.shutdown(wait=False)
+        self.queue.shut_down()
+        deadline = time.monotonic() + self.grace_seconds
+        for thread in self._workers:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            unfinished = list(self._current.values())
+        for lease in unfinished:
+            self.runtime.store.release(lease)
+            log.warning(
+                "released unfinished key",
+                extra={"key": str(lease.key), "reason": "grace period over"},
+            )
+        scan_over = self._scan_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        if scan_over and not unfinished:
+            self.runtime.close()
+        else:
+            # A thread still using the store would fail on a closed one; the exit closes it.
+            log.warning("state store left open for the exit", extra={"scan_running": not scan_over})
+        log.info("stopped")

@@ -1,0 +1,216 @@
+"""What the daemon keeps between runs, behind a Protocol so the backend can change.
+
+The work queue follows client-go's rate-limited queue: a key is pending at most once, is leased
+to at most one worker at a time (across threads and processes), and a key added while leased is
+marked dirty and becomes pending again when its worker finishes. Times are Unix seconds.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final, Literal, Protocol
+
+from harbor_api.errors import AcceldError
+from harbor_api.oci import Descriptor
+from reconciler.state.keys import Key
+
+
+class StateError(AcceldError):
+    """The state store cannot be opened or used (missing, corrupt, or from a newer acceld)."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A key handed to one worker until `expires_at` (renewed by the worker's heartbeat)."""
+
+    key: Key
+    owner: str
+    token: str
+    """Identifies this lease; a finished worker whose token no longer matches lost the key."""
+    reconcile_id: str
+    attempts: int
+    """Consecutive failures before this attempt."""
+    policy_fingerprint: str | None
+    leased_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    pending: int
+    """Waiting keys, including those backing off after a failure."""
+    in_progress: int
+    quarantined: int
+
+
+@dataclass(frozen=True)
+class KeyState:
+    """Where one key stands in the queue."""
+
+    key: Key
+    state: Literal["pending", "leased", "quarantined"]
+    due_at: float
+    """When a pending key comes due (meaningless for the other states)."""
+    attempts: int
+    last_error: str
+    """The last transient error, or the quarantine reason."""
+
+
+@dataclass(frozen=True)
+class InProgress:
+    key: Key
+    owner: str
+    host: str
+    pid: int
+    started_at: float
+    expires_at: float
+    reconcile_id: str
+
+
+@dataclass(frozen=True)
+class FailingKey:
+    """A pending key that failed and waits for its next attempt."""
+
+    key: Key
+    attempts: int
+    last_error: str
+    next_attempt_at: float
+
+
+@dataclass(frozen=True)
+class QuarantinedKey:
+    """A key that failed terminally; it stays put until its policy changes or a `retry`."""
+
+    key: Key
+    reason: str
+    attempts: int
+    policy_fingerprint: str | None
+    quarantined_at: float
+
+
+@dataclass(frozen=True)
+class CachedLayer:
+    """A converted layer remembered by (source layer digest, format, options key)."""
+
+    descriptor: Descriptor
+    diff_id: str
+    """The digest of the converted layer's uncompressed stream, for the image config."""
+    repository: str = ""
+    """Where the converted blob was pushed, to mount it from into another repository."""
+
+
+@dataclass(frozen=True)
+class ScanMark:
+    kind: str
+    last_started_at: float | None
+    last_success_started_at: float | None
+    last_success_finished_at: float | None
+    missing: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    """Missing conversions per (policy, format) found by the last successful scan."""
+
+
+class Missing(enum.Enum):
+    """Marks a digest the classification cache has never seen (None means "not accelerated")."""
+
+    MISSING = "missing"
+
+
+MISSING: Final = Missing.MISSING
+
+
+class LayerCache(Protocol):
+    """The layer cache: (source layer, format, options) to the converted layer."""
+
+    def layer_cache_get(
+        self, source_digest: str, format: str, options_key: str
+    ) -> CachedLayer | None: ...
+
+    def layer_cache_put(
+        self, source_digest: str, format: str, options_key: str, layer: CachedLayer
+    ) -> None: ...
+
+
+class StateStore(LayerCache, Protocol):
+    """The queue, the caches and the scan marks. Every method is safe from any thread."""
+
+    def add(
+        self, key: Key, due_at: float | None = None, policy_fingerprint: str | None = None
+    ) -> None:
+        """Make `key` pending at `due_at` (default now), keeping an earlier due time it has.
+
+        A leased key is marked dirty instead; a backing-off key keeps its backoff; a quarantined
+        key leaves quarantine only if `policy_fingerprint` differs from the one it failed with.
+        """
+
+    def lease(self, owner: str, limit: int, now: float | None = None) -> list[Lease]:
+        """Take up to `limit` due keys for `owner`, earliest due first."""
+
+    def renew(self, owner: str, now: float | None = None) -> int:
+        """Extend every lease `owner` holds in this process; the number renewed."""
+
+    def done(self, lease: Lease) -> bool:
+        """The key is reconciled. False when the lease had been lost (nothing changed)."""
+
+    def retry_later(self, lease: Lease, error: str, now: float | None = None) -> bool:
+        """A transient failure: count it and make the key pending after its backoff."""
+
+    def requeue_after(self, lease: Lease, seconds: float, now: float | None = None) -> bool:
+        """An expected wait: pending again in `seconds`, failure count reset."""
+
+    def quarantine(self, lease: Lease, reason: str, now: float | None = None) -> bool:
+        """A terminal failure: park the key with its reason until its policy changes."""
+
+    def release(self, lease: Lease, now: float | None = None) -> bool:
+        """Give a key back unworked (shutting down): pending now, failure count unchanged."""
+
+    def forget(self, key: Key) -> None:
+        """Drop a key that needs no more work (a leased key just stops being dirty)."""
+
+    def release_expired(self, now: float | None = None) -> int:
+        """Make keys pending whose lease expired or whose owner process on this host died."""
+
+    def recover(self, owner: str, now: float | None = None) -> int:
+        """Make keys pending that `owner` held on this host before a restart."""
+
+    def retry(self, key: Key, now: float | None = None) -> bool:
+        """Move a quarantined or backing-off key to pending now, failure count reset."""
+
+    def retry_all(self, now: float | None = None) -> int:
+        """`retry` every quarantined or backing-off key; the number moved."""
+
+    def key_state(self, key: Key) -> KeyState | None:
+        """The queue row of `key`; None when the key is not queued (done, forgotten, never)."""
+
+    def next_due(self) -> float | None:
+        """When the earliest pending key is due, None when nothing is pending."""
+
+    def counts(self) -> QueueCounts: ...
+
+    def in_progress(self) -> list[InProgress]: ...
+
+    def failing(self) -> list[FailingKey]: ...
+
+    def quarantined(self) -> list[QuarantinedKey]: ...
+
+    def classification_get(self, digest: str) -> str | Missing | None:
+        """The format a manifest was classified as, None for "not accelerated", or MISSING."""
+
+    def classification_put(self, digest: str, format: str | None) -> None: ...
+
+    def scan_started(self, kind: str, at: float) -> None: ...
+
+    def scan_finished(
+        self,
+        kind: str,
+        started_at: float,
+        finished_at: float,
+        missing_by_policy_format: Mapping[tuple[str, str], int],
+    ) -> None: ...
+
+    def last_scan(self, kind: str) -> ScanMark | None: ...
+
+    def scans(self) -> list[ScanMark]: ...
+
+    def close(self) -> None: ...
