@@ -23,9 +23,7 @@ import yaml
 from converters.limits import LayerLimits
 from harbor_api.credentials import Credentials, CredentialsError, credentials_from_docker_config
 from harbor_api.errors import AcceldError
-from harbor_api.harbor import HarborClient
-from harbor_api.registry import RegistryClient
-from harbor_api.transport import RequestObserver, TlsOptions
+from harbor_api.transport import TlsOptions
 from policies.fields import FieldError, Fields
 from policies.load import PolicyError, parse_policies
 from policies.model import Policy
@@ -48,7 +46,7 @@ class ConfigError(AcceldError):
 
 
 @dataclass(frozen=True)
-class HarborSource:
+class HarborSettings:
     """Harbor's REST API for discovery, its `/v2/` registry for content, one robot for both."""
 
     url: str
@@ -59,27 +57,18 @@ class HarborSource:
     def registry_host(self) -> str:
         return urlsplit(self.url).netloc
 
-    def harbor_client(self, observer: RequestObserver | None = None) -> HarborClient:
-        return HarborClient(self.url, credentials=self.credentials, tls=self.tls, observer=observer)
-
-    def registry_client(self, observer: RequestObserver | None = None) -> RegistryClient:
-        return RegistryClient(
-            self.registry_host, credentials=self.credentials, tls=self.tls, observer=observer
-        )
-
 
 @dataclass(frozen=True)
-class RegistrySource:
+class RegistrySettings:
     """A plain OCI registry: repositories are found through its catalog and tag lists."""
 
     host: str
     credentials: Credentials | None
     tls: TlsOptions
 
-    def registry_client(self, observer: RequestObserver | None = None) -> RegistryClient:
-        return RegistryClient(
-            self.host, credentials=self.credentials, tls=self.tls, observer=observer
-        )
+    @property
+    def registry_host(self) -> str:
+        return self.host
 
 
 @dataclass(frozen=True)
@@ -107,7 +96,7 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class Config:
-    source: HarborSource | RegistrySource
+    source: HarborSettings | RegistrySettings
     state_dir: Path
     work_dir: Path
     work_dir_budget_bytes: int
@@ -228,10 +217,12 @@ def _tls(fields: Fields, base: Path, *, plain_http: bool) -> TlsOptions:
     return TlsOptions(plain_http=plain_http, insecure=insecure, ca_bundle=ca_bundle or None)
 
 
-def _source(fields: Fields, env: Mapping[str, str], base: Path) -> HarborSource | RegistrySource:
+def _source(
+    fields: Fields, env: Mapping[str, str], base: Path
+) -> HarborSettings | RegistrySettings:
     kind = fields.string("kind")
     if kind == "harbor":
-        source: HarborSource | RegistrySource = _harbor_source(fields, env, base)
+        source: HarborSettings | RegistrySettings = _harbor_source(fields, env, base)
     elif kind == "registry":
         source = _registry_source(fields, env, base)
     else:
@@ -240,7 +231,7 @@ def _source(fields: Fields, env: Mapping[str, str], base: Path) -> HarborSource 
     return source
 
 
-def _harbor_source(fields: Fields, env: Mapping[str, str], base: Path) -> HarborSource:
+def _harbor_source(fields: Fields, env: Mapping[str, str], base: Path) -> HarborSettings:
     url = fields.string("url")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
@@ -254,12 +245,12 @@ def _harbor_source(fields: Fields, env: Mapping[str, str], base: Path) -> Harbor
             fields.path, "password_file, password_env or password_credential is required"
         )
     tls = _tls(fields, base, plain_http=parts.scheme == "http")
-    return HarborSource(
+    return HarborSettings(
         f"{parts.scheme}://{parts.netloc}", _credentials(fields, username, password), tls
     )
 
 
-def _registry_source(fields: Fields, env: Mapping[str, str], base: Path) -> RegistrySource:
+def _registry_source(fields: Fields, env: Mapping[str, str], base: Path) -> RegistrySettings:
     host = fields.string("url")
     if not _REGISTRY_HOST.match(host):
         raise FieldError(fields.where("url"), f'expected HOST[:PORT] of the registry, got "{host}"')
@@ -280,7 +271,7 @@ def _registry_source(fields: Fields, env: Mapping[str, str], base: Path) -> Regi
         credentials = _credentials(fields, username, password)
     elif docker_config:
         credentials = _docker_credentials(fields, base / docker_config, host)
-    return RegistrySource(host, credentials, tls)
+    return RegistrySettings(host, credentials, tls)
 
 
 def _credentials(fields: Fields, username: str, password: Secret) -> Credentials:

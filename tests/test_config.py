@@ -7,8 +7,8 @@ from harbor_api.transport import TlsOptions
 from reconciler.config import (
     DEFAULT_CONFIG_PATH,
     ConfigError,
-    HarborSource,
-    RegistrySource,
+    HarborSettings,
+    RegistrySettings,
     config_path,
     load_config,
 )
@@ -45,7 +45,7 @@ def _error(path: Path, env: dict[str, str] | None = None) -> str:
 
 def test_a_minimal_harbor_config_gets_the_documented_defaults(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, HARBOR), {})
-    assert isinstance(config.source, HarborSource)
+    assert isinstance(config.source, HarborSettings)
     assert config.source.url == "https://harbor.test"
     assert config.source.registry_host == "harbor.test"
     assert config.source.credentials.username == "robot$acceld"
@@ -108,7 +108,7 @@ state_dir: state
 policies: []
 """
     config = load_config(_write(tmp_path, text), {"REG_PASS": "pw"})
-    assert isinstance(config.source, RegistrySource)
+    assert isinstance(config.source, RegistrySettings)
     assert config.source.host == "127.0.0.1:5000"
     assert config.source.tls.plain_http
     assert config.source.credentials is not None
@@ -135,7 +135,7 @@ def test_a_systemd_credential_is_read_from_the_credentials_directory(tmp_path: P
     (tmp_path / "creds" / "robot").write_text("from-systemd\n")
     text = HARBOR.replace("password_file: robot.secret", "password_credential: robot")
     config = load_config(_write(tmp_path, text), {"CREDENTIALS_DIRECTORY": str(tmp_path / "creds")})
-    assert isinstance(config.source, HarborSource)
+    assert isinstance(config.source, HarborSettings)
     assert config.source.credentials.password == "from-systemd"
 
 

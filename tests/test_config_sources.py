@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from harbor_api.errors import Unauthorized
-from reconciler.config import HarborSource, RegistrySource, load_config
+from reconciler.config import HarborSettings, RegistrySettings, load_config
+from reconciler.service.clients import harbor_client, registry_client
 from tests.support.harbor_emulator import ADMIN, ADMIN_PASSWORD, RunningHarbor
 from tests.support.images import push_image
 from tests.support.registry_server import RunningRegistry
@@ -27,19 +28,19 @@ def test_harbor_source_clients_use_the_robot_secret_from_its_file(
     tmp_path: Path, harbor: RunningHarbor
 ) -> None:
     source = load_config(_harbor_config(tmp_path, harbor.url, ADMIN_PASSWORD), {}).source
-    assert isinstance(source, HarborSource)
+    assert isinstance(source, HarborSettings)
     assert source.tls.plain_http
-    assert source.harbor_client().systeminfo().harbor_version
-    source.registry_client().ping()
+    assert harbor_client(source).systeminfo().harbor_version
+    registry_client(source).ping()
 
 
 def test_harbor_source_with_a_wrong_secret_is_refused(
     tmp_path: Path, harbor: RunningHarbor
 ) -> None:
     source = load_config(_harbor_config(tmp_path, harbor.url, "wrong"), {}).source
-    assert isinstance(source, HarborSource)
+    assert isinstance(source, HarborSettings)
     with pytest.raises(Unauthorized):
-        source.harbor_client().systeminfo()
+        harbor_client(source).systeminfo()
 
 
 def test_registry_source_client_lists_the_plain_http_registry(
@@ -51,7 +52,7 @@ def test_registry_source_client_lists_the_plain_http_registry(
         f"source:\n  kind: registry\n  url: {registry.host}\n  plain_http: true\npolicies: []\n"
     )
     source = load_config(path, {}).source
-    assert isinstance(source, RegistrySource)
-    client = source.registry_client()
+    assert isinstance(source, RegistrySettings)
+    client = registry_client(source)
     assert "configsrc/app" in list(client.catalog())
     assert list(client.list_tags("configsrc/app")) == ["v1"]

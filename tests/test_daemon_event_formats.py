@@ -9,7 +9,7 @@ from harbor_api.webhook_events import ArtifactEvent
 from policies.load import parse_policies
 from policies.model import Policy
 from reconciler.controller.policy_fingerprint import policy_fingerprint
-from reconciler.service.daemon import formats_for_event
+from reconciler.controller.intake import formats_for_event
 
 DIGEST = "sha256:" + "ab" * 32
 

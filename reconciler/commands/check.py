@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from reconciler.commands.config_option import config_option
-from reconciler.config import HarborSource, load_config
+from reconciler.config import HarborSettings, load_config
+from reconciler.service.clients import harbor_client, registry_client
 
 # Harbor serves the referrers API (and answers OCI-Subject) from v2.8 on.
 _MIN_HARBOR = (2, 8)
@@ -23,8 +24,8 @@ def check_command(config_file: Path | None) -> None:
     enabled = [p.name for p in config.policies if p.enabled]
     click.echo(f"config {config.path}: ok ({len(enabled)} enabled policies: {', '.join(enabled)})")
     source = config.source
-    if isinstance(source, HarborSource):
-        harbor = source.harbor_client()
+    if isinstance(source, HarborSettings):
+        harbor = harbor_client(source)
         info = harbor.systeminfo()
         click.echo(f"harbor {source.url}: {info.harbor_version}, credentials accepted")
         found = _VERSION.match(info.harbor_version)
@@ -34,6 +35,6 @@ def check_command(config_file: Path | None) -> None:
             )
         projects = sum(1 for _ in harbor.projects())
         click.echo(f"harbor projects visible to {source.credentials.username}: {projects}")
-    registry = source.registry_client()
+    registry = registry_client(source)
     registry.ping()
     click.echo(f"registry {registry.host}: /v2/ answers, credentials accepted")

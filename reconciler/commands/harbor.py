@@ -20,7 +20,8 @@ from harbor_api.harbor_models import WebhookPolicy, WebhookTarget
 from policies.match import policy_matches_project
 from policies.model import Policy
 from reconciler.commands.config_option import config_option
-from reconciler.config import Config, HarborSource, load_config
+from reconciler.config import Config, HarborSettings, load_config
+from reconciler.service.clients import harbor_client
 
 WEBHOOK_NAME = "acceld"
 WEBHOOK_PATH = "/webhooks/harbor"
@@ -167,7 +168,7 @@ def setup_command(
 ) -> None:
     """Create or update the webhook policy `acceld` on each project, idempotently."""
     config = load_config(config_file)
-    if not isinstance(config.source, HarborSource):
+    if not isinstance(config.source, HarborSettings):
         raise SetupError(f"{config.path}: source.kind is not harbor; there is no Harbor to set up")
     base_url = (url or config.server.external_url).rstrip("/")
     if not base_url.startswith(("http://", "https://")):
@@ -179,7 +180,7 @@ def setup_command(
     wanted = wanted_policy(
         base_url + WEBHOOK_PATH, secret.reveal() if secret else "", payload_format
     )
-    with config.source.harbor_client() as client:
+    with harbor_client(config.source) as client:
         client.systeminfo()
         targets = _target_projects(config, client, projects)
         existing = {project: list(client.webhook_policies(project)) for project in targets}

@@ -69,7 +69,7 @@ def plan_command(config_file: Path | None, policy: str | None, output: str | Non
     runtime = open_runtime(config)
     try:
         runtime.source.verify()
-        report = scan(runtime.source, policies, runtime.formats, kind=FULL)
+        report = scan(runtime.source, policies, runtime.referrer_formats, kind=FULL)
     finally:
         runtime.close()
     if (output or ("table" if sys.stdout.isatty() else "json")) == "json":

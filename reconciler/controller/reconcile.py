@@ -45,7 +45,8 @@ class Outcome:
     kind: Literal["converted", "present", "gone", "unwanted", "wait"]
     reason: str = ""
     requeue_after: float | None = None
-    result: ConversionResult | None = None
+    conversion: ConversionResult | None = None
+    """What was converted and pushed, when `kind` is `converted`."""
 
 
 def is_terminal(error: BaseException) -> bool:
@@ -123,7 +124,7 @@ class Reconciler:
                 f"{key.repository}@{result.converted.digest} was pushed but is not listed among "
                 f"the referrers of {key.digest} yet"
             )
-        return Outcome("converted", "converted and pushed", result=result)
+        return Outcome("converted", "converted and pushed", conversion=result)
 
     def _convert(self, key: Key, want: FormatWanted) -> ConversionResult:
         options = ConversionOptions(

@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from policies.diff import Plan, PlanItem
+from policies.diff import Plan
 from policies.model import Policy
-from reconciler.controller.policy_fingerprint import policy_fingerprint
-from reconciler.controller.scan import FULL, ScanReport, scan
-from reconciler.controller.worker import Worked, work
+from reconciler.controller.controller import Controller, Worked
+from reconciler.controller.scan import FULL, ScanReport
+from reconciler.controller.scan_runner import ScanRunner, plan_key
 from reconciler.service.runtime import Runtime, owner_id
 from reconciler.state.keys import Key
 from reconciler.state.workqueue import WorkQueue
@@ -61,7 +61,7 @@ class BackfillSummary:
 
     @property
     def keys(self) -> tuple[Key, ...]:
-        return tuple(dict.fromkeys(Key(i.repository, i.digest, i.format) for i in self.plan.items))
+        return tuple(dict.fromkeys(plan_key(i) for i in self.plan.items))
 
 
 def select_policies(policies: Sequence[Policy], name: str | None) -> tuple[Policy, ...]:
@@ -72,26 +72,6 @@ def select_policies(policies: Sequence[Policy], name: str | None) -> tuple[Polic
         known = ", ".join(p.name for p in policies) or "none"
         raise ValueError(f"no policy named {name!r} (policies: {known})")
     return chosen
-
-
-def full_scan(runtime: Runtime, policies: Sequence[Policy]) -> ScanReport:
-    store = runtime.store
-    started = time.time()
-    store.scan_started(FULL, started)
-    report = scan(runtime.source, policies, runtime.formats, kind=FULL)
-    missing = report.plan.missing_by_policy_format(policies)
-    store.scan_finished(FULL, report.started_at, report.finished_at, missing)
-    runtime.metrics.set_missing_conversions(missing)
-    runtime.metrics.scan_succeeded(FULL, report.started_at, report.finished_at)
-    return report
-
-
-def enqueue_plan(runtime: Runtime, items: Sequence[PlanItem], policies: Sequence[Policy]) -> None:
-    for item in items:
-        runtime.store.add(
-            Key(item.repository, item.digest, item.format),
-            policy_fingerprint=policy_fingerprint(policies, item.format),
-        )
 
 
 class _Tracker:
@@ -115,8 +95,8 @@ class _Tracker:
 
     def record(self, worked: Worked) -> None:
         key = worked.lease.key
-        if worked.result == "done" and worked.outcome is not None:
-            converted = worked.outcome.result
+        if worked.status == "done" and worked.outcome is not None:
+            converted = worked.outcome.conversion
             self._settle(
                 KeyResult(
                     key,
@@ -126,9 +106,9 @@ class _Tracker:
                 ),
                 converted.bytes_downloaded if converted else 0,
             )
-        elif worked.result == "quarantined":
+        elif worked.status == "quarantined":
             self._settle(KeyResult(key, False, f"quarantined: {worked.error}"))
-        elif worked.result == "retry" and worked.lease.attempts + 1 >= self._max_attempts:
+        elif worked.status == "retry" and worked.lease.attempts + 1 >= self._max_attempts:
             self._settle(
                 KeyResult(key, False, f"failed {worked.lease.attempts + 1} times: {worked.error}")
             )
@@ -184,44 +164,45 @@ def run_backfill(
 ) -> BackfillSummary:
     policies = select_policies(runtime.config.policies, policy)
     runtime.source.verify()
-    report = full_scan(runtime, policies)
+    queue = WorkQueue(runtime.store, owner_id("backfill"), poll_seconds=0.5)
+    scans = ScanRunner(
+        runtime.store,
+        queue,
+        runtime.metrics,
+        safety_margin_seconds=runtime.config.scan.safety_margin_seconds,
+    )
+    report = scans.run(runtime.source, policies, runtime.referrer_formats, FULL, enqueue=False)
     items = report.plan.items
     if max_items is not None:
-        wanted = list(dict.fromkeys(Key(i.repository, i.digest, i.format) for i in items))
-        keep = set(wanted[:max_items])
-        items = tuple(i for i in items if Key(i.repository, i.digest, i.format) in keep)
+        keep = set(list(dict.fromkeys(plan_key(i) for i in items))[:max_items])
+        items = tuple(i for i in items if plan_key(i) in keep)
     plan = Plan(items)
     if dry_run:
         return BackfillSummary(plan, report, dry_run=True)
-    enqueue_plan(runtime, items, policies)
-    keys = list(dict.fromkeys(Key(i.repository, i.digest, i.format) for i in items))
+    scans.enqueue(items, policies)
+    keys = list(dict.fromkeys(plan_key(i) for i in items))
     tracker = _Tracker(keys, max_attempts)
-    stopping = stop or threading.Event()
-    queue = WorkQueue(runtime.store, owner_id("backfill"), poll_seconds=0.5)
+
+    def worked(result: Worked) -> None:
+        tracker.record(result)
+        if on_progress is not None:
+            on_progress(tracker.progress)
+
+    controller = Controller(
+        queue,
+        runtime.store,
+        runtime.metrics,
+        lambda: runtime.reconciler,
+        workers=workers or runtime.config.workers,
+        name="backfill",
+        on_worked=worked,
+        on_idle=lambda: tracker.settle_from_store(runtime),
+        finished=lambda: tracker.settled or (stop is not None and stop.is_set()),
+    )
     queue.start()
-    reconciler = runtime.reconciler()
-
-    def loop() -> None:
-        while not stopping.is_set() and not tracker.settled:
-            lease = queue.get(timeout=1.0)
-            if lease is None:
-                tracker.settle_from_store(runtime)
-                continue
-            worked = work(lease, reconciler, runtime.store, runtime.metrics)
-            tracker.record(worked)
-            if on_progress is not None:
-                on_progress(tracker.progress)
-
-    threads = [
-        threading.Thread(target=loop, name=f"backfill-{n}", daemon=True)
-        for n in range(max(1, workers or runtime.config.workers))
-    ]
     try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        controller.start()
+        controller.join()
     finally:
-        stopping.set()
-        queue.shut_down()
+        controller.stop(time.monotonic())
     return BackfillSummary(plan, report, tracker.results())

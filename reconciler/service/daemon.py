@@ -17,7 +17,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
@@ -28,25 +28,16 @@ from prometheus_client import CollectorRegistry
 
 from harbor_api.errors import AcceldError
 from harbor_api.webhook_events import ArtifactEvent
-from policies.desired import Original
-from policies.glob import any_match
-from policies.match import matching_tags, policy_matches_project
-from policies.model import Policy
 from reconciler.config import Config, load_config
-from reconciler.controller.missing_tracker import MissingTracker
-from reconciler.controller.observed_formats import ReferrerFormats
-from reconciler.controller.policy_fingerprint import policy_fingerprint
-from reconciler.controller.reconcile import Reconciler
-from reconciler.controller.scan import FULL, INCREMENTAL, scan
-from reconciler.controller.sources import Candidate, Source
-from reconciler.controller.worker import work
+from reconciler.controller.controller import Controller, Worked
+from reconciler.controller.intake import enqueue_events
+from reconciler.controller.scan import FULL, INCREMENTAL
+from reconciler.controller.scan_runner import ScanRunner, ScanStopped, StoppableSource
 from reconciler.observability.logs import register_secret
 from reconciler.service import sd_notify
 from reconciler.service.http_app import HttpApp
 from reconciler.service.http_server import HttpServer, ServerLimits, ServerTls
-from reconciler.service.runtime import Runtime, build_source, open_runtime, owner_id
-from reconciler.state.keys import Key
-from reconciler.state.store import Lease
+from reconciler.service.runtime import Runtime, open_runtime, owner_id, reconfigured
 from reconciler.state.workqueue import WorkQueue
 
 if TYPE_CHECKING:
@@ -57,67 +48,6 @@ log = logging.getLogger(__name__)
 # The source counts as reachable while its last successful call is younger than this.
 REACHABLE_WINDOW_SECONDS = 300.0
 PROBE_INTERVAL_SECONDS = 60
-
-
-def formats_for_event(policies: tuple[Policy, ...], event: ArtifactEvent) -> dict[str, str]:
-    """format → policy fingerprint, for the formats some enabled policy may want of the image.
-
-    Generous on purpose: a tag filter is only applied when the event names a tag, and the
-    reconcile step re-reads the artifact and decides for real.
-    """
-    wanted: dict[str, str] = {}
-    for policy in policies:
-        if not (
-            policy.enabled
-            and policy_matches_project(policy, event.project)
-            and any_match(policy.repositories, event.repository)
-        ):
-            continue
-        if event.tag is not None and not matching_tags(policy, (event.tag,)):
-            continue
-        for fmt in policy.formats:
-            wanted.setdefault(fmt, policy_fingerprint(policies, fmt))
-    return wanted
-
-
-class ScanStopped(Exception):
-    """The daemon is stopping: a running scan gives up at its next step."""
-
-
-class StoppableSource:
-    """`source` as a scan walks it, giving up (ScanStopped) at the next project, repository
-    or candidate once `stopping` is set: otherwise SIGTERM would wait for a whole scan, which
-    takes minutes on a large Harbor, because the scheduler's threads are joined at exit."""
-
-    def __init__(self, source: Source, stopping: threading.Event) -> None:
-        self.registry = source.registry
-        self._source = source
-        self._stopping = stopping
-
-    def _step(self) -> None:
-        if self._stopping.is_set():
-            raise ScanStopped
-
-    def verify(self) -> None:
-        self._source.verify()
-
-    def projects(self) -> Iterator[str]:
-        for project in self._source.projects():
-            self._step()
-            yield project
-
-    def repositories(self, project: str) -> Iterator[str]:
-        for repository in self._source.repositories(project):
-            self._step()
-            yield repository
-
-    def candidates(self, repository: str, pushed_since: datetime | None) -> Iterator[Candidate]:
-        for candidate in self._source.candidates(repository, pushed_since):
-            self._step()
-            yield candidate
-
-    def describe(self, repository: str, digest: str) -> Original | None:
-        return self._source.describe(repository, digest)
 
 
 def settings_needing_restart(running: Config, loaded: Config) -> list[str]:
@@ -151,33 +81,49 @@ def _register_webhook_secret(config: Config) -> None:
 
 
 class Daemon:
+    """`acceld serve`: the HTTP intake, the scheduled scans and the controller's workers.
+
+    It owns the lifecycle: start, the main loop that pings the watchdog, SIGHUP (a reload
+    rebuilds every config-dependent part through `reconfigured`; a broken config keeps the
+    running one) and SIGTERM (intake stops, running conversions get `grace_seconds`, the rest
+    goes back to the queue).
+    """
+
     def __init__(
         self,
         config: Config,
         *,
         config_path: Path | None,
-        registry: CollectorRegistry | None = None,
+        collector: CollectorRegistry | None = None,
         grace_seconds: float = 30.0,
     ) -> None:
-        self.config = config
         self.config_path = config_path
         self.grace_seconds = grace_seconds
-        self.runtime: Runtime = open_runtime(config, registry)
+        self.runtime: Runtime = open_runtime(config, collector)
         self.metrics = self.runtime.metrics
         self.queue = WorkQueue(self.runtime.store, owner_id("serve"))
-        self._reconciler: Reconciler = self.runtime.reconciler()
+        self.scans = ScanRunner(
+            self.runtime.store,
+            self.queue,
+            self.metrics,
+            safety_margin_seconds=config.scan.safety_margin_seconds,
+        )
+        self.controller = Controller(
+            self.queue,
+            self.runtime.store,
+            self.metrics,
+            lambda: self.runtime.reconciler,
+            workers=config.workers,
+            on_worked=self._worked,
+        )
         self._stopping = threading.Event()
         # Set from signal handlers, so plain flags and a pipe: an Event takes a lock that the
         # interrupted main thread may be holding, and the handler would wait on it forever.
         self._stop_requested = False
         self._reload_requested = False
         self._wake_reader, self._wake_writer = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._lock = threading.Lock()
-        self._current: dict[str, Lease] = {}
-        self._workers: list[threading.Thread] = []
         self._last_source_ok = 0.0
         self._scan_lock = threading.Lock()
-        self.missing = MissingTracker()
         self.scheduler = BackgroundScheduler(timezone=UTC)
         self.app = self._http_app(config)
         tls = (
@@ -194,6 +140,10 @@ class Daemon:
                 max_request_body_bytes=max(config.server.max_body_bytes * 2, 1 << 20)
             ),
         )
+
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
 
     def _http_app(self, config: Config) -> HttpApp:
         secret = config.server.webhook_secret
@@ -214,17 +164,8 @@ class Daemon:
     # --- intake -------------------------------------------------------------------------
 
     def enqueue_events(self, events: tuple[ArtifactEvent, ...]) -> int:
-        policies = self.config.policies
-        added = 0
-        for event in events:
-            if event.kind == "deleted":
-                for fmt in {f for p in policies for f in p.formats}:
-                    self.runtime.store.forget(Key(event.repository, event.digest, fmt))
-                continue
-            for fmt, fingerprint in formats_for_event(policies, event).items():
-                self.queue.add(Key(event.repository, event.digest, fmt), None, fingerprint)
-                added += 1
-        return added
+        runtime = self.runtime
+        return enqueue_events(events, runtime.config.policies, self.queue, runtime.store)
 
     def run_scan(self, kind: str) -> None:
         """A scheduled scan: enqueue what is missing. Never converts."""
@@ -241,43 +182,14 @@ class Daemon:
             self._scan_lock.release()
 
     def _scan(self, kind: str) -> None:
-        store = self.runtime.store
-        since: datetime | None = None
-        if kind == INCREMENTAL:
-            marks = [m for m in (store.last_scan(FULL), store.last_scan(INCREMENTAL)) if m]
-            starts = [m.last_success_started_at for m in marks if m.last_success_started_at]
-            if not starts:
-                kind = FULL
-            else:
-                margin = timedelta(seconds=self.config.scan.safety_margin_seconds)
-                since = datetime.fromtimestamp(max(starts), UTC) - margin
-        policies = self.config.policies
-        store.scan_started(kind, time.time())
-        report = scan(
-            StoppableSource(self.runtime.source, self._stopping),
-            policies,
-            self.runtime.formats,
-            kind=kind,
-            pushed_since=since,
-            on_missing=lambda item: self.queue.add(
-                Key(item.repository, item.digest, item.format),
-                None,
-                policy_fingerprint(policies, item.format),
-            ),
+        runtime = self.runtime
+        self.scans.run(
+            StoppableSource(runtime.source, self._stopping),
+            runtime.config.policies,
+            runtime.referrer_formats,
+            kind,
         )
         self._last_source_ok = time.time()
-        store.scan_finished(
-            kind,
-            report.started_at,
-            report.finished_at,
-            report.plan.missing_by_policy_format(policies),
-        )
-        if kind == FULL:
-            self.missing.replace(report.plan.items)
-        else:
-            self.missing.add(report.plan.items)
-        self.metrics.set_missing_conversions(self.missing.counts(policies))
-        self.metrics.scan_succeeded(kind, report.started_at, report.finished_at)
 
     def probe_source(self) -> None:
         try:
@@ -289,23 +201,9 @@ class Daemon:
 
     # --- workers ------------------------------------------------------------------------
 
-    def _worker(self) -> None:
-        name = threading.current_thread().name
-        while not self._stopping.is_set():
-            lease = self.queue.get(timeout=1.0)
-            if lease is None:
-                continue
-            with self._lock:
-                self._current[name] = lease
-                reconciler = self._reconciler
-            try:
-                worked = work(lease, reconciler, self.runtime.store, self.metrics)
-                if worked.result == "done":
-                    self.missing.settled(lease.key)
-                    self.metrics.set_missing_conversions(self.missing.counts(self.config.policies))
-            finally:
-                with self._lock:
-                    self._current.pop(name, None)
+    def _worked(self, worked: Worked) -> None:
+        if worked.status == "done":
+            self.scans.settled(worked.lease.key, self.config.policies)
 
     # --- health -------------------------------------------------------------------------
 
@@ -322,7 +220,7 @@ class Daemon:
         }
 
     def healthy(self) -> bool:
-        return bool(self.scheduler.running) and all(t.is_alive() for t in self._workers)
+        return bool(self.scheduler.running) and self.controller.alive()
 
     def _refresh_status(self) -> None:
         counts = self.runtime.store.counts()
@@ -359,12 +257,7 @@ class Daemon:
             coalesce=True,
         )
         self.scheduler.start()
-        self._workers = [
-            threading.Thread(target=self._worker, name=f"worker-{n}", daemon=True)
-            for n in range(self.config.workers)
-        ]
-        for thread in self._workers:
-            thread.start()
+        self.controller.start()
         log.info("serving", extra={"url": self.http.url, "workers": self.config.workers})
         sd_notify.ready("serving")
 
@@ -435,7 +328,7 @@ class Daemon:
                     "unhealthy: no watchdog ping",
                     extra={
                         "scheduler_running": self.scheduler.running,
-                        "workers_alive": sum(t.is_alive() for t in self._workers),
+                        "workers_alive": self.controller.alive_count(),
                     },
                 )
         self.shutdown()
@@ -456,14 +349,7 @@ class Daemon:
                 "reload cannot change these settings; restart to apply them",
                 extra={"settings": ",".join(ignored)},
             )
-        with self._lock:
-            self.config = config
-            self.runtime.config = config
-            self.runtime.source = build_source(config, self.metrics)
-            # Its registry client carries the credentials: a rotated robot secret must reach
-            # the referrer reads too, not only the source.
-            self.runtime.formats = ReferrerFormats(self.runtime.source.registry, self.runtime.store)
-            self._reconciler = self.runtime.reconciler()
+        self.runtime = reconfigured(self.runtime, config)
         self.app = self._http_app(config)
         self.metrics.set_policies(p.name for p in config.policies if p.enabled)
         log.info("reloaded", extra={"policies": len(config.policies)})
@@ -475,18 +361,8 @@ class Daemon:
         self._stopping.set()
         self.http.stop()
         self.scheduler.shutdown(wait=False)
-        self.queue.shut_down()
         deadline = time.monotonic() + self.grace_seconds
-        for thread in self._workers:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            unfinished = list(self._current.values())
-        for lease in unfinished:
-            self.runtime.store.release(lease)
-            log.warning(
-                "released unfinished key",
-                extra={"key": str(lease.key), "reason": "grace period over"},
-            )
+        unfinished = self.controller.stop(deadline)
         scan_over = self._scan_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
         if scan_over and not unfinished:
             self.runtime.close()

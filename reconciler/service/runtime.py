@@ -1,4 +1,9 @@
-"""The parts every long or one-shot command shares, built from one config."""
+"""The parts every long or one-shot command shares, built from one config.
+
+The state store, the metrics, the disk budget and the work area live as long as the process;
+the source, the referrer reader and the reconciler depend on the config (credentials, policies,
+limits) and are built again, all together, when a reload brings a new one.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +17,14 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from policies.model import SUPPORTED_FORMATS
-from reconciler.config import Config, HarborSource
+from reconciler.config import Config
 from reconciler.controller.observed_formats import ReferrerFormats
 from reconciler.controller.reconcile import Reconciler
-from reconciler.controller.sources import HarborSource as HarborOriginals
-from reconciler.controller.sources import RegistrySource as RegistryOriginals
 from reconciler.controller.sources import Source
 from reconciler.conversion.disk_budget import DiskBudget
 from reconciler.conversion.work_area import own_area
 from reconciler.observability.metrics import Metrics
+from reconciler.service.clients import build_source
 from reconciler.state.sqlite_store import SqliteStateStore, state_db_path
 
 
@@ -33,55 +37,59 @@ def open_store(config: Config) -> SqliteStateStore:
     return SqliteStateStore(state_db_path(config.state_dir, must_exist=False))
 
 
-def build_source(config: Config, metrics: Metrics | None) -> Source:
-    observer = metrics.request_observer() if metrics is not None else None
-    if isinstance(config.source, HarborSource):
-        return HarborOriginals(
-            config.source.harbor_client(observer), config.source.registry_client(observer)
-        )
-    return RegistryOriginals(config.source.registry_client(observer))
-
-
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
+    """What a command works with. Replace it whole (`reconfigured`), never a field of it."""
+
     config: Config
     store: SqliteStateStore
     metrics: Metrics
-    source: Source
-    formats: ReferrerFormats
     budget: DiskBudget
     work_dir: Path
-
-    def reconciler(self) -> Reconciler:
-        return Reconciler(
-            self.source,
-            self.config.policies,
-            self.formats,
-            self.store,
-            work_dir=self.work_dir,
-            budget=self.budget,
-            limits=self.config.limits,
-        )
+    source: Source
+    referrer_formats: ReferrerFormats
+    """Which accelerated formats an original's referrers are, through the source's client."""
+    reconciler: Reconciler
 
     def close(self) -> None:
         self.store.close()
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
-def open_runtime(config: Config, registry: CollectorRegistry | None = None) -> Runtime:
+def reconfigured(runtime: Runtime, config: Config) -> Runtime:
+    """`runtime` with every config-dependent part built from `config`: a rotated robot secret
+    reaches the source, the referrer reads and the reconciler's pushes alike."""
+    return _assemble(config, runtime.store, runtime.metrics, runtime.budget, runtime.work_dir)
+
+
+def open_runtime(config: Config, collector: CollectorRegistry | None = None) -> Runtime:
+    """Everything built from `config`; metrics go to `collector` (a fresh one by default)."""
     metrics = Metrics(
-        registry if registry is not None else CollectorRegistry(),
+        collector if collector is not None else CollectorRegistry(),
         formats=SUPPORTED_FORMATS,
         policies=[p.name for p in config.policies if p.enabled],
     )
-    store = open_store(config)
-    source = build_source(config, metrics)
-    return Runtime(
-        config=config,
-        store=store,
-        metrics=metrics,
-        source=source,
-        formats=ReferrerFormats(source.registry, store),
-        budget=DiskBudget(config.work_dir_budget_bytes),
-        work_dir=own_area(config.work_dir),
+    return _assemble(
+        config,
+        open_store(config),
+        metrics,
+        DiskBudget(config.work_dir_budget_bytes),
+        own_area(config.work_dir),
     )
+
+
+def _assemble(
+    config: Config, store: SqliteStateStore, metrics: Metrics, budget: DiskBudget, work_dir: Path
+) -> Runtime:
+    source = build_source(config.source, metrics)
+    referrer_formats = ReferrerFormats(source.registry, store)
+    reconciler = Reconciler(
+        source,
+        config.policies,
+        referrer_formats,
+        store,
+        work_dir=work_dir,
+        budget=budget,
+        limits=config.limits,
+    )
+    return Runtime(config, store, metrics, budget, work_dir, source, referrer_formats, reconciler)

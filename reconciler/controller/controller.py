@@ -1,0 +1,193 @@
+"""The controller: worker threads that lease a key, reconcile it and record how it went.
+
+One loop serves `acceld serve` (workers run until the daemon stops) and `acceld backfill`
+(workers run until its keys are settled). The queue owns retries of a whole conversion
+(per-key backoff); a terminal error quarantines the key with its reason. On stop, workers
+finish within a grace period and the leases still held are given back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from reconciler.controller.reconcile import Outcome, Reconciler, is_terminal, is_transient
+from reconciler.observability.logs import log_context
+from reconciler.observability.metrics import Metrics
+from reconciler.state.store import Lease, StateStore
+from reconciler.state.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+Status = Literal["done", "wait", "retry", "quarantined", "lost"]
+
+
+@dataclass(frozen=True)
+class Worked:
+    """How one leased key was worked and where the queue now has it."""
+
+    lease: Lease
+    status: Status
+    """`lost` when the lease had expired and another worker owns the key now."""
+    outcome: Outcome | None = None
+    """What the reconcile step returned; None when it raised."""
+    error: str = ""
+    seconds: float = 0.0
+
+
+class Controller:
+    """`workers` threads over `queue`, each working one key at a time.
+
+    `reconciler()` is asked for the current reconciler before each key, so a reloaded config
+    applies from the next key on. `on_worked` sees every result; `on_idle` runs when a worker
+    waited for a key in vain; `finished()` ends the loop early (backfill: all keys settled).
+    """
+
+    def __init__(
+        self,
+        queue: WorkQueue,
+        store: StateStore,
+        metrics: Metrics,
+        reconciler: Callable[[], Reconciler],
+        *,
+        workers: int,
+        name: str = "worker",
+        on_worked: Callable[[Worked], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
+        finished: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self._queue = queue
+        self._store = store
+        self._metrics = metrics
+        self._reconciler = reconciler
+        self._on_worked = on_worked
+        self._on_idle = on_idle
+        self._finished = finished
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._current: dict[str, Lease] = {}
+        self._threads = [
+            threading.Thread(target=self._loop, name=f"{name}-{n}", daemon=True)
+            for n in range(max(1, workers))
+        ]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def alive(self) -> bool:
+        """Whether every worker thread still runs."""
+        return all(thread.is_alive() for thread in self._threads)
+
+    def alive_count(self) -> int:
+        return sum(thread.is_alive() for thread in self._threads)
+
+    def join(self) -> None:
+        """Until every worker has left its loop (finished, or stopped)."""
+        for thread in self._threads:
+            thread.join()
+
+    def stop(self, deadline: float) -> list[Lease]:
+        """Stop taking keys, wait for running ones until `deadline` (monotonic), then give
+        back the leases still held; those are returned."""
+        self._stopping.set()
+        self._queue.shut_down()
+        for thread in self._threads:
+            if thread.ident is not None:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            unfinished = list(self._current.values())
+        for lease in unfinished:
+            self._store.release(lease)
+            log.warning(
+                "released unfinished key",
+                extra={"key": str(lease.key), "reason": "grace period over"},
+            )
+        return unfinished
+
+    def _loop(self) -> None:
+        name = threading.current_thread().name
+        while not self._stopping.is_set() and not self._finished():
+            lease = self._queue.get(timeout=1.0)
+            if lease is None:
+                if self._on_idle is not None:
+                    self._on_idle()
+                continue
+            with self._lock:
+                self._current[name] = lease
+            try:
+                worked = self.work(lease, self._reconciler())
+            finally:
+                with self._lock:
+                    self._current.pop(name, None)
+            if self._on_worked is not None:
+                self._on_worked(worked)
+
+    def work(self, lease: Lease, reconciler: Reconciler) -> Worked:
+        """Reconcile one leased key and move it on in the queue by how that went."""
+        key = lease.key
+        started = time.monotonic()
+        with log_context(reconcile_id=lease.reconcile_id, key=str(key)):
+            log.info("reconcile started", extra={"attempts": lease.attempts})
+            try:
+                outcome = reconciler.reconcile(key)
+            except Exception as exc:  # every failure must leave the key in the queue
+                return self._failed(lease, exc, time.monotonic() - started)
+            seconds = time.monotonic() - started
+            if outcome.kind == "wait" and outcome.requeue_after is not None:
+                kept = self._store.requeue_after(lease, outcome.requeue_after)
+                log.info(
+                    "waiting",
+                    extra={"reason": outcome.reason, "seconds": round(outcome.requeue_after)},
+                )
+                return Worked(lease, "wait" if kept else "lost", outcome, seconds=seconds)
+            kept = self._store.done(lease)
+            self._report(outcome, key.format, seconds)
+            return Worked(lease, "done" if kept else "lost", outcome, seconds=seconds)
+
+    def _report(self, outcome: Outcome, fmt: str, seconds: float) -> None:
+        conversion = outcome.conversion
+        if conversion is None:
+            log.info("reconciled", extra={"outcome": outcome.kind, "reason": outcome.reason})
+            return
+        for manifest in conversion.manifests:
+            for layer in manifest.layers:
+                self._metrics.layer_cache_lookup(fmt, hit=layer.cached)
+        self._metrics.conversion_finished(
+            fmt,
+            "success",
+            seconds,
+            bytes_read=conversion.bytes_downloaded,
+            bytes_written=conversion.bytes_uploaded,
+        )
+        log.info(
+            "converted",
+            extra={
+                "converted": conversion.converted.digest,
+                "tags": ",".join(conversion.tags),
+                "seconds": round(seconds, 3),
+                "bytes_read": conversion.bytes_downloaded,
+                "bytes_written": conversion.bytes_uploaded,
+            },
+        )
+
+    def _failed(self, lease: Lease, exc: Exception, seconds: float) -> Worked:
+        reason = f"{type(exc).__name__}: {exc}"
+        fmt = lease.key.format
+        if is_terminal(exc):
+            kept = self._store.quarantine(lease, reason)
+            self._metrics.conversion_finished(fmt, "terminal", seconds)
+            log.error("quarantined", extra={"reason": reason})
+            return Worked(lease, "quarantined" if kept else "lost", error=reason, seconds=seconds)
+        if not is_transient(exc):
+            log.exception("reconcile failed unexpectedly", extra={"error": reason})
+        else:
+            log.warning("reconcile failed", extra={"attempts": lease.attempts + 1, "error": reason})
+        kept = self._store.retry_later(lease, reason)
+        self._metrics.queue_retried()
+        self._metrics.conversion_finished(fmt, "error", seconds)
+        return Worked(lease, "retry" if kept else "lost", error=reason, seconds=seconds)
