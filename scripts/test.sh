@@ -10,6 +10,9 @@ command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The Nydus oracles: fsck.erofs/dump.erofs read RAFS v6, umoci flattens the original image.
+command -v fsck.erofs >/dev/null 2>&1 || need+=(erofs-utils)
+command -v umoci >/dev/null 2>&1 || need+=(umoci)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
