@@ -20,6 +20,7 @@ import requests
 
 from harbor_api.credentials import Credentials
 from harbor_api.errors import RegistryError, Unauthorized
+from harbor_api.origins import Origin, check_same_origin
 from harbor_api.transport import HttpSession, describe, error_from_response, json_body
 
 DEFAULT_TOKEN_SECONDS = 60
@@ -127,16 +128,22 @@ def basic_header(credentials: Credentials) -> str:
 
 
 class RegistryAuth:
-    """Sends requests to one registry with the right `Authorization`, learning it from 401s."""
+    """Sends requests to one registry with the right `Authorization`, learning it from 401s.
+
+    Every request must go to the registry's `origin`; any other URL is refused before it is
+    sent (see `origins.py`).
+    """
 
     def __init__(
         self,
         http: HttpSession,
         credentials: Credentials | None,
+        origin: Origin,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
         self._credentials = credentials
+        self._origin = origin
         self._clock = clock
         self._lock = threading.Lock()
         self._challenge: Challenge | None = None
@@ -159,6 +166,7 @@ class RegistryAuth:
         allow_redirects: bool = True,
     ) -> requests.Response:
         """One authorized request; a 401 is answered once (token fetched or renewed)."""
+        check_same_origin(url, self._origin, describe(method, url))
         scopes = merge_scopes(scopes)
         send = self._http.send_idempotent if idempotent else self._http.send
         for attempt in (1, 2):
@@ -232,11 +240,13 @@ class RegistryAuth:
     def _fetch_token(self, challenge: Challenge, scopes: tuple[str, ...]) -> _Token:
         realm = challenge.realm
         what = describe("GET", realm)
-        if not realm.startswith(("https://", "http://")):
+        try:
+            realm_origin = Origin.of(realm)
+        except ValueError as exc:
             raise Unauthorized(
-                what, 401, message=f"the Bearer challenge has no usable realm ({realm!r})"
-            )
-        if realm.startswith("http://") and not self._http.tls.plain_http and self._credentials:
+                what, 401, message=f"the Bearer challenge has no usable realm ({exc})"
+            ) from None
+        if realm_origin.scheme == "http" and self._origin.scheme == "https" and self._credentials:
             raise Unauthorized(
                 what, 401, message="refusing to send credentials to a plain-HTTP token realm"
             )

@@ -19,6 +19,7 @@ from urllib.parse import urljoin
 from harbor_api.auth import Body, RegistryAuth, pull_scope, push_scope, repository_scope
 from harbor_api.blobs import READ_SIZE, check_digest_argument
 from harbor_api.errors import AcceldError, DigestMismatch, NotFound, RegistryError
+from harbor_api.origins import Origin, check_same_origin
 from harbor_api.reference import check_repository
 from harbor_api.transport import describe
 
@@ -96,6 +97,7 @@ class BlobUploader:
     ) -> None:
         self._auth = auth
         self._base = base
+        self._origin = Origin.of(base)
         self._chunk_size = chunk_size
         self._monolithic_limit = monolithic_limit
         self._resume_attempts = max(1, resume_attempts)
@@ -129,9 +131,9 @@ class BlobUploader:
         response.close()
         if response.status_code == 201:
             return True
-        location = response.headers.get("Location")
+        location = self._location(url, response, "POST")
         if location:
-            self._cancel(repository, urljoin(url, location))
+            self._cancel(repository, location)
         return False
 
     def _start_upload(self, repository: str) -> str:
@@ -145,12 +147,24 @@ class BlobUploader:
             headers={"Content-Length": "0"},
         )
         response.close()
-        location = response.headers.get("Location")
+        location = self._location(url, response, "POST")
         if not location:
             raise RegistryError(
                 describe("POST", url), 202, message="upload started without a Location header"
             )
-        return urljoin(url, location)
+        return location
+
+    def _location(self, url: str, response: Any, method: str) -> str:
+        """The answer's `Location` made absolute, "" when absent; refused off the registry."""
+        location = response.headers.get("Location")
+        if not location:
+            return ""
+        return check_same_origin(
+            urljoin(url, location),
+            self._origin,
+            f"Location of {describe(method, url)}",
+            response.status_code,
+        )
 
     def _finish_upload(self, repository: str, location: str, digest: str, body: Body) -> None:
         response = self._auth.request(
@@ -232,7 +246,7 @@ class BlobUploader:
                 202,
                 message=f"the registry holds bytes 0-{reported}, expected 0-{end}",
             )
-        return urljoin(location, response.headers.get("Location") or location)
+        return self._location(location, response, "PATCH") or location
 
     def _resume(self, repository: str, location: str, cause: RegistryError) -> tuple[str, int]:
         """Where an interrupted upload stands: (location, offset), or a fresh upload at 0."""
@@ -253,7 +267,7 @@ class BlobUploader:
             return self._start_upload(repository), 0
         response.close()
         end = range_end(response.headers.get("Range"))
-        location = urljoin(location, response.headers.get("Location") or location)
+        location = self._location(location, response, "GET") or location
         if end is None or end == 0:
             # No Range, or "0-0" (nothing or one byte): only a fresh upload is unambiguous.
             self._cancel(repository, location)

@@ -89,6 +89,16 @@ class ValidationFailed(RegistryError):
     """400 or 422: the server refused the request's content."""
 
 
+class ForeignUrl(RegistryError):
+    """The registry pointed outside its own scheme, host and port (a next-page `Link`, an
+    upload `Location`): not followed, so the credentials never go there. Retrying gets the same
+    answer."""
+
+    @property
+    def transient(self) -> bool:
+        return False
+
+
 def error_for_status(
     request: str,
     status: int,

@@ -40,6 +40,7 @@ from harbor_api.oci import (
     parse_manifest_or_index,
     sha256_digest,
 )
+from harbor_api.origins import Origin, check_same_origin
 from harbor_api.reference import check_repository, check_tag
 from harbor_api.referrers import (
     fallback_index_with,
@@ -109,7 +110,7 @@ class RegistryClient:
         self.host = host
         self._base = f"{tls.scheme}://{host}/v2"
         self._http = HttpSession(tls, timeout=timeout, retry=retry, observer=observer)
-        self._auth = RegistryAuth(self._http, credentials)
+        self._auth = RegistryAuth(self._http, credentials, Origin.of(self._base))
         self._reader = BlobReader(self._auth, self._base, retry=retry)
         self._uploader = BlobUploader(
             self._auth,
@@ -298,11 +299,11 @@ class RegistryClient:
             )
             with response:
                 body = json_body(response, describe("GET", url))
-                next_url = response.links.get("next", {}).get("url")
+                next_url = self._next_page(url, response)
             yield body
             if not next_url:
                 return
-            url, params = urljoin(url, next_url), None
+            url, params = next_url, None
         raise RegistryError(describe("GET", url), message=f"more than {MAX_PAGES} pages")
 
     # Referrers
@@ -332,12 +333,24 @@ class RegistryClient:
                 filtered = "artifacttype" in response.headers.get(
                     "OCI-Filters-Applied", ""
                 ).lower().replace(" ", "").split(",")
-                next_url = response.links.get("next", {}).get("url")
+                next_url = self._next_page(url, response)
             found.extend(page if filtered else filter_by_artifact_type(page, artifact_type))
             if not next_url:
                 return found
-            url, params = urljoin(url, next_url), None
+            url, params = next_url, None
         raise RegistryError(describe("GET", url), message=f"more than {MAX_PAGES} pages")
+
+    def _next_page(self, url: str, response: requests.Response) -> str:
+        """The absolute URL of the `Link: <…>; rel="next"` page, "" when there is none."""
+        link = response.links.get("next", {}).get("url")
+        if not link:
+            return ""
+        return check_same_origin(
+            urljoin(url, link),
+            Origin.of(self._base),
+            f"next-page Link of {describe('GET', url)}",
+            response.status_code,
+        )
 
     def _fallback_referrers(
         self, repository: str, digest: str, artifact_type: str
