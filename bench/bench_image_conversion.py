@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from converters.estargz import EstargzOptions
 from harbor_api.registry import RegistryClient
 from harbor_api.transport import TlsOptions
 from reconciler.conversion.image_conversion import (
@@ -73,7 +74,7 @@ def main() -> int:
             image = layers(args.files, args.large_mib)
             push_image(registry.url, "bench/app", "v1", image)
             push_image(registry.url, "bench/copy", "v1", image)
-            options = ConversionOptions(compression_level=args.level)
+            options = ConversionOptions(layer=EstargzOptions(compression_level=args.level))
             store = SqliteStateStore(root / "state.db")
             with RegistryClient(registry.host, tls=TlsOptions(plain_http=True)) as client:
 

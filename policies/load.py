@@ -9,23 +9,25 @@ policy the reconciler looked at first.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from itertools import combinations
 
-from converters.estargz import check_min_chunk_size
+from converters.estargz import EstargzOptions, check_min_chunk_size
 from harbor_api.errors import AcceldError
 from harbor_api.oci import Platform
 from policies.fields import FieldError, Fields, describe, suggestion
 from policies.glob import Glob
 from policies.match import policies_may_overlap
 from policies.model import (
-    DEFAULT_COMPRESSION_LEVEL,
     DEFAULT_TAG_SUFFIX,
-    KNOWN_FORMATS,
+    ESTARGZ,
     SUPPORTED_FORMATS,
+    Format,
     FormatOptions,
+    LayerOptions,
     Policy,
 )
 
@@ -106,8 +108,8 @@ def _formats(fields: Fields) -> tuple[str, ...]:
         raise FieldError("formats", "must list at least one format")
     for i, name in enumerate(names):
         where = f"formats[{i}]"
-        if name not in KNOWN_FORMATS:
-            raise FieldError(where, f'unknown format "{name}"' + suggestion(name, KNOWN_FORMATS))
+        if name not in tuple(Format):
+            raise FieldError(where, f'unknown format "{name}"' + suggestion(name, tuple(Format)))
         if name not in SUPPORTED_FORMATS:
             raise FieldError(where, f'format "{name}" is not supported by this version')
         if name in names[:i]:
@@ -126,14 +128,7 @@ def _format_options(fields: Fields, formats: Sequence[str]) -> dict[str, FormatO
                 options.where("tag_suffix"),
                 f'invalid tag suffix "{suffix}": expected 1 to 32 letters, digits, "_", "." or "-"',
             )
-        out[fmt] = FormatOptions(
-            tag_suffix=suffix,
-            prioritized_files=options.strings("prioritized_files", ()),
-            compression_level=options.integer(
-                "compression_level", DEFAULT_COMPRESSION_LEVEL, low=1, high=9
-            ),
-            min_chunk_size=_min_chunk_size(options),
-        )
+        out[fmt] = FormatOptions(tag_suffix=suffix, layer=_LAYER_OPTIONS[fmt](options))
         options.done()
     for key in section.keys():  # noqa: SIM118 (Fields is not a dict)
         if key not in formats:
@@ -143,12 +138,20 @@ def _format_options(fields: Fields, formats: Sequence[str]) -> dict[str, FormatO
     return out
 
 
-def _min_chunk_size(options: Fields) -> int:
+def _estargz_options(options: Fields) -> EstargzOptions:
     size = options.size("min_chunk_size", 0)
     try:
-        return check_min_chunk_size(size)
+        min_chunk_size = check_min_chunk_size(size)
     except ValueError as exc:
         raise FieldError(options.where("min_chunk_size"), str(exc)) from None
+    return EstargzOptions(
+        prioritized_files=options.strings("prioritized_files", ()),
+        compression_level=options.integer("compression_level", 9, low=1, high=9),
+        min_chunk_size=min_chunk_size,
+    )
+
+
+_LAYER_OPTIONS: dict[str, Callable[[Fields], LayerOptions]] = {ESTARGZ: _estargz_options}
 
 
 def _check_conflicts(policies: Sequence[Policy], labels: Sequence[str], source_name: str) -> None:
@@ -170,10 +173,10 @@ def _check_conflicts(policies: Sequence[Policy], labels: Sequence[str], source_n
 def _first_difference(a: FormatOptions, b: FormatOptions) -> str:
     if a.tag_suffix != b.tag_suffix:
         return f'tag_suffix ("{a.tag_suffix}" and "{b.tag_suffix}")'
-    if a.compression_level != b.compression_level:
-        return f"compression_level ({a.compression_level} and {b.compression_level})"
-    if a.min_chunk_size != b.min_chunk_size:
-        return f"min_chunk_size ({a.min_chunk_size} and {b.min_chunk_size})"
-    if a.prioritized_files != b.prioritized_files:
-        return "prioritized_files"
+    for option in dataclasses.fields(a.layer):
+        mine, theirs = getattr(a.layer, option.name), getattr(b.layer, option.name)
+        if mine != theirs:
+            if isinstance(mine, tuple):
+                return option.name
+            return f"{option.name} ({mine} and {theirs})"
     return ""

@@ -2,23 +2,40 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from converters.estargz import EstargzOptions
 from harbor_api.oci import Platform
 from policies.glob import Glob
 
-ESTARGZ = "estargz"
-ZSTD_CHUNKED = "zstd-chunked"
-NYDUS = "nydus"
 
-SUPPORTED_FORMATS = (ESTARGZ,)
-# Recognised in referrers and in config (with a clear "not supported" error), not produced.
-KNOWN_FORMATS = (ESTARGZ, ZSTD_CHUNKED, NYDUS)
+class Format(enum.StrEnum):
+    """The accelerated formats acceld knows, by the names policies and keys use."""
 
-DEFAULT_TAG_SUFFIX = {ESTARGZ: "-esgz", ZSTD_CHUNKED: "-zstdchunked", NYDUS: "-nydus"}
-DEFAULT_COMPRESSION_LEVEL = 9
+    ESTARGZ = "estargz"
+    ZSTD_CHUNKED = "zstd-chunked"
+    NYDUS = "nydus"
+
+
+ESTARGZ = Format.ESTARGZ
+ZSTD_CHUNKED = Format.ZSTD_CHUNKED
+NYDUS = Format.NYDUS
+
+SUPPORTED_FORMATS: tuple[Format, ...] = (ESTARGZ,)
+"""The formats acceld converts to. The others are recognised in referrers and refused in
+config with a clear "not supported" error."""
+
+DEFAULT_TAG_SUFFIX: Mapping[str, str] = {
+    ESTARGZ: "-esgz",
+    ZSTD_CHUNKED: "-zstdchunked",
+    NYDUS: "-nydus",
+}
+
+LayerOptions = EstargzOptions
+"""The converter options of a format: everything that decides the converted layer's bytes."""
 
 
 @dataclass(frozen=True)
@@ -27,14 +44,8 @@ class FormatOptions:
 
     tag_suffix: str
     """Appended to each source tag to tag the converted image (untagged originals get none)."""
-    prioritized_files: tuple[str, ...] = ()
-    """Paths placed first in each layer so lazy pulls fetch them early."""
-    compression_level: int = DEFAULT_COMPRESSION_LEVEL
-    """gzip level 1–9 of the converted layers."""
-    min_chunk_size: int = 0
-    """0: one gzip member per file payload, readable by every eStargz reader. Above 0, small
-    payloads share members of at least this many uncompressed bytes (`innerOffset`): smaller
-    layers, but only stargz-snapshotter v0.13.0 or later can lazy-pull them."""
+    layer: LayerOptions = field(default_factory=EstargzOptions)
+    """The converter's options, as the converter itself defines and checks them."""
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from harbor_api.webhook_events import ArtifactEvent
 from policies.load import parse_policies
 from policies.model import Policy
-from reconciler.controller.policy_fingerprint import policy_fingerprint
 from reconciler.controller.intake import formats_for_event
+from reconciler.controller.policy_fingerprint import policy_fingerprint
 
 DIGEST = "sha256:" + "ab" * 32
 

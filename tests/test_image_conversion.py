@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 
+from converters.estargz import EstargzOptions
 from harbor_api.oci import Descriptor, Platform
 from harbor_api.registry import RegistryClient
 from harbor_api.transport import TlsOptions
@@ -56,7 +57,7 @@ from tests.support.images import (
 from tests.support.registry_log import parse_access_log
 from tests.support.registry_server import RunningRegistry
 
-OPTIONS = ConversionOptions(compression_level=1)
+OPTIONS = ConversionOptions(layer=EstargzOptions(compression_level=1))
 
 
 @pytest.fixture
@@ -312,7 +313,9 @@ def test_platform_selection_converts_only_the_wanted_platforms(
 ) -> None:
     repo = "conv/multi-select"
     push_index(registry.url, repo, "v1", ["linux/amd64", "linux/arm64/v8", "linux/arm/v7"])
-    options = ConversionOptions(compression_level=1, platforms=(Platform.parse("linux/arm64"),))
+    options = ConversionOptions(
+        layer=EstargzOptions(compression_level=1), platforms=(Platform.parse("linux/arm64"),)
+    )
 
     result = convert(repo, "v1", options)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from converters.estargz import EstargzOptions
 from harbor_api.registry import RegistryClient
 from harbor_api.transport import TlsOptions
 from harbor_api.version import ACCELD_VERSION
@@ -49,7 +50,7 @@ def _convert(registry: RunningRegistry, repository: str, work_dir: Path) -> Conv
                 repository,
                 "v1",
                 "estargz",
-                ConversionOptions(compression_level=1),
+                ConversionOptions(layer=EstargzOptions(compression_level=1)),
                 work_dir=work_dir,
                 layer_cache=store,
             )

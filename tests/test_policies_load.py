@@ -3,6 +3,7 @@ from typing import Any
 
 import pytest
 
+from converters.estargz import EstargzOptions
 from harbor_api.oci import Platform
 from policies.load import PolicyError, parse_policies
 from policies.model import FormatOptions
@@ -22,7 +23,7 @@ def test_a_minimal_policy_gets_the_documented_defaults() -> None:
     assert policy.tags == ()
     assert policy.exclude_tags == ()
     assert policy.platforms == ()
-    assert policy.options("estargz") == FormatOptions("-esgz", (), 9)
+    assert policy.options("estargz") == FormatOptions("-esgz", EstargzOptions(compression_level=9))
     assert policy.min_age == timedelta(0)
 
 
@@ -55,7 +56,12 @@ def test_every_field_is_read() -> None:
     assert [g.pattern for g in policy.tags] == ["v*"]
     assert [g.pattern for g in policy.exclude_tags] == ["*-rc*"]
     assert policy.platforms == (Platform("linux", "arm64", "v8"),)
-    assert policy.options("estargz") == FormatOptions("-lazy", ("/bin/sh",), 6, 256 << 10)
+    assert policy.options("estargz") == FormatOptions(
+        "-lazy",
+        EstargzOptions(
+            prioritized_files=("/bin/sh",), compression_level=6, min_chunk_size=256 << 10
+        ),
+    )
     assert policy.min_age == timedelta(hours=1, minutes=30)
 
 

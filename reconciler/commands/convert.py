@@ -12,13 +12,14 @@ from typing import IO, Any
 
 import click
 
-from converters.estargz import check_min_chunk_size
+from converters.estargz import EstargzOptions, check_min_chunk_size
 from harbor_api.credentials import resolve_credentials
 from harbor_api.errors import InvalidReference
 from harbor_api.oci import Platform
 from harbor_api.reference import Reference
 from harbor_api.registry import RegistryClient
 from harbor_api.transport import TlsOptions
+from policies.model import DEFAULT_TAG_SUFFIX, ESTARGZ, SUPPORTED_FORMATS, Format
 from policies.quantities import parse_size
 from reconciler.conversion.image_conversion import (
     ConversionOptions,
@@ -26,10 +27,7 @@ from reconciler.conversion.image_conversion import (
     LayerProgress,
     convert_image,
 )
-from reconciler.conversion.layer_conversion import SUPPORTED_FORMATS
 from reconciler.state.sqlite_store import SqliteStateStore, state_db_path
-
-DEFAULT_SUFFIXES = {"estargz": "-esgz"}
 
 
 def _platforms(
@@ -62,8 +60,8 @@ def _reference(_: click.Context, __: click.Parameter, value: str) -> Reference:
 @click.option(
     "--format",
     "format_",
-    type=click.Choice(SUPPORTED_FORMATS),
-    default="estargz",
+    type=click.Choice([f.value for f in SUPPORTED_FORMATS]),
+    default=ESTARGZ.value,
     show_default=True,
     help="Accelerated format to write.",
 )
@@ -119,9 +117,9 @@ def convert_command(
     else from the Docker config.json.
     """
     options = ConversionOptions(
-        tag_suffix=DEFAULT_SUFFIXES[format_] if tag_suffix is None else tag_suffix,
+        tag_suffix=DEFAULT_TAG_SUFFIX[Format(format_)] if tag_suffix is None else tag_suffix,
         platforms=platforms,
-        min_chunk_size=min_chunk_size,
+        layer=EstargzOptions(min_chunk_size=min_chunk_size),
     )
     registry = RegistryClient(
         ref.registry,

@@ -8,6 +8,7 @@ converts nothing twice.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -130,10 +131,7 @@ class Reconciler:
         options = ConversionOptions(
             tag_suffix=want.options.tag_suffix,
             platforms=_platforms(self.policies, want),
-            prioritized_files=want.options.prioritized_files,
-            compression_level=want.options.compression_level,
-            min_chunk_size=want.options.min_chunk_size,
-            limits=self.limits,
+            layer=dataclasses.replace(want.options.layer, limits=self.limits),
         )
         largest = self._largest_layer(key, options.platforms)
         with self.budget.reserve(space_needed(largest)):

@@ -9,6 +9,7 @@ cache, and removes the directory.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import tempfile
@@ -18,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from converters.estargz import EstargzOptions
-from converters.limits import LayerLimits
 from harbor_api.errors import Denied, NotFound
 from harbor_api.oci import (
     DOCKER_LAYER_FOREIGN,
@@ -34,6 +34,7 @@ from harbor_api.oci import (
 )
 from harbor_api.registry import RegistryClient
 from harbor_api.version import ACCELD_VERSION
+from policies.model import DEFAULT_TAG_SUFFIX, ESTARGZ, SUPPORTED_FORMATS, LayerOptions
 from reconciler.conversion.errors import NotAnImage, UnsupportedFormat, UnsupportedLayer
 from reconciler.conversion.layer_process import convert_layer_file
 from reconciler.state.store import CachedLayer, LayerCache
@@ -44,51 +45,38 @@ CONVERTIBLE_LAYER_TYPES = frozenset(
 NON_DISTRIBUTABLE_LAYER_TYPES = frozenset(
     {DOCKER_LAYER_FOREIGN, OCI_LAYER_NONDIST_TAR, OCI_LAYER_NONDIST_GZIP, OCI_LAYER_NONDIST_ZSTD}
 )
-SUPPORTED_FORMATS = ("estargz",)
 
 
 @dataclass(frozen=True)
 class ConversionOptions:
-    """How to convert. Everything but `tag_suffix`, `platforms`, `limits` and `workers` changes
-    the output bytes and so goes into `cache_key`; the output does not depend on `workers`."""
+    """How to convert one image: where the result is tagged, which platforms of an index, and
+    the converter's own options, which alone decide the converted layers' bytes."""
 
-    tag_suffix: str = "-esgz"
+    tag_suffix: str = DEFAULT_TAG_SUFFIX[ESTARGZ]
     platforms: tuple[Platform, ...] = ()
     """Platforms of an index to convert; empty converts every platform."""
-    prioritized_files: tuple[str, ...] = ()
-    compression_level: int = 9
-    chunk_size: int = 4 << 20
-    min_chunk_size: int = 0
-    limits: LayerLimits = field(default_factory=LayerLimits)
-    workers: int | None = None
+    layer: LayerOptions = field(default_factory=EstargzOptions)
 
-    def estargz_options(self) -> EstargzOptions:
-        return EstargzOptions(
-            chunk_size=self.chunk_size,
-            min_chunk_size=self.min_chunk_size,
-            compression_level=self.compression_level,
-            prioritized_files=self.prioritized_files,
-            workers=self.workers,
-            limits=self.limits,
-        )
 
-    def cache_key(self, format: str) -> str:
-        """Identifies the output bytes these options give for `format`, for the layer cache.
+# Options that change speed or what is refused, never the bytes of a converted layer.
+_NOT_IN_CACHE_KEY = frozenset({"workers", "limits"})
 
-        The acceld version is part of it: a new converter may write different bytes.
-        """
-        settings = {
-            "acceld": ACCELD_VERSION,
-            "format": format,
-            "chunk_size": self.chunk_size,
-            "compression_level": self.compression_level,
-            "prioritized_files": list(self.prioritized_files),
-        }
-        if self.min_chunk_size:
-            # Only when set, so layers cached before the option existed keep their keys.
-            settings["min_chunk_size"] = self.min_chunk_size
-        encoded = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
-        return "sha256:" + hashlib.sha256(encoded).hexdigest()
+
+def layer_cache_key(format: str, options: LayerOptions) -> str:
+    """Identifies the output bytes `options` give for `format`, for the layer cache.
+
+    The acceld version is part of it: a new converter may write different bytes.
+    """
+    settings: dict[str, object] = {"acceld": ACCELD_VERSION, "format": format}
+    for option in dataclasses.fields(options):
+        if option.name not in _NOT_IN_CACHE_KEY:
+            value = getattr(options, option.name)
+            settings[option.name] = list(value) if isinstance(value, tuple) else value
+    if not settings.get("min_chunk_size"):
+        # Left out while unset, so layers cached before the option existed keep their keys.
+        settings.pop("min_chunk_size", None)
+    encoded = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
+    return "sha256:" + hashlib.sha256(encoded).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -152,9 +140,8 @@ def check_convertible_layer(layer: Descriptor, where: str) -> None:
 
 def check_format(format: str) -> None:
     if format not in SUPPORTED_FORMATS:
-        raise UnsupportedFormat(
-            f"format {format!r} is not supported; expected one of {', '.join(SUPPORTED_FORMATS)}"
-        )
+        expected = ", ".join(SUPPORTED_FORMATS)
+        raise UnsupportedFormat(f"format {format!r} is not supported; expected one of {expected}")
 
 
 def convert_registry_layer(
@@ -170,7 +157,7 @@ def convert_registry_layer(
     """The converted descriptor of `job.source`, present in `job.repository` when this returns."""
     started = time.monotonic()
     report = progress or _ignore
-    options_key = options.cache_key(format)
+    options_key = layer_cache_key(format, options.layer)
     hit = cache.layer_cache_get(job.source.digest, format, options_key)
     if hit is not None and _blob_present(registry, job.repository, hit):
         report(job.progress("cached"))
@@ -186,7 +173,7 @@ def convert_registry_layer(
         converted = convert_layer_file(
             source_path,
             converted_path,
-            options.estargz_options(),
+            options.layer,
             Path(private),
             timeout=conversion_timeout(downloaded),
         )

@@ -18,15 +18,17 @@ import os
 import signal
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
 from converters.errors import LayerRejected
 from converters.estargz import ConvertedLayer, EstargzOptions, convert_layer
-from converters.limits import LayerLimits
 from harbor_api.errors import AcceldError
 
 REJECTED_EXIT = 3
+
+_T = typing.TypeVar("_T")
 
 
 class ConverterCrashed(AcceldError):
@@ -38,14 +40,21 @@ def _options_json(options: EstargzOptions) -> str:
 
 
 def _options_from(data: dict[str, Any]) -> EstargzOptions:
-    return EstargzOptions(
-        chunk_size=int(data["chunk_size"]),
-        min_chunk_size=int(data["min_chunk_size"]),
-        compression_level=int(data["compression_level"]),
-        prioritized_files=tuple(data["prioritized_files"]),
-        workers=data["workers"],
-        limits=LayerLimits(**data["limits"]),
-    )
+    return _dataclass_from(EstargzOptions, data)
+
+
+def _dataclass_from(cls: type[_T], data: dict[str, Any]) -> _T:
+    """`cls` rebuilt from `dataclasses.asdict` output: nested dataclasses and tuples again."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for option in dataclasses.fields(cls):  # type: ignore[arg-type]
+        value, hint = data[option.name], hints[option.name]
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            value = _dataclass_from(hint, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[option.name] = value
+    return cls(**values)
 
 
 def convert_layer_file(
