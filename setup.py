@@ -28,6 +28,8 @@ setup(
         "werkzeug>=3.0",
         "zstandard>=0.22",
         "isal>=1.6",
+        # Nydus chunk digests (nydus' default digester).
+        "blake3>=0.4",
     ],
     extras_require={
         "test": [
