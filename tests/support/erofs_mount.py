@@ -91,6 +91,11 @@ def _run(args: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, check=False, timeout=120)
 
 
+def attached_loop_devices() -> set[str]:
+    listed = _run(["losetup", "--list", "--noheadings", "--output", "NAME"])
+    return {line.strip() for line in listed.stdout.splitlines() if line.strip()}
+
+
 @contextmanager
 def _loop_device(image: Path) -> Iterator[str]:
     attached = _run(["losetup", "-f", "--show", "--read-only", str(image)])
@@ -105,12 +110,18 @@ def _loop_device(image: Path) -> Iterator[str]:
 
 @contextmanager
 def mounted_rafs(bootstrap: Path, cache_images: Sequence[Path], mountpoint: Path) -> Iterator[Path]:
-    """Mount `bootstrap` read-only with one loop device per cache image, in blob order."""
+    """Mount `bootstrap` read-only with one loop device per cache image, in blob order.
+
+    Unmounts and detaches every loop device on the way out, whatever happened inside.
+    """
     with ExitStack() as stack:
+        # The bootstrap gets its own loop device too: kernels before 6.12 mount EROFS from
+        # block devices only, and a device we attached is one we surely detach.
+        primary = stack.enter_context(_loop_device(bootstrap))
         devices = [stack.enter_context(_loop_device(image)) for image in cache_images]
         mountpoint.mkdir(parents=True, exist_ok=True)
         options = ",".join(["ro", *(f"device={d}" for d in devices)])
-        mounted = _run(["mount", "-t", "erofs", "-o", options, str(bootstrap), str(mountpoint)])
+        mounted = _run(["mount", "-t", "erofs", "-o", options, primary, str(mountpoint)])
         if mounted.returncode != 0:
             raise RuntimeError(f"mount -t erofs {bootstrap}: {mounted.stderr.strip()}")
         try:
