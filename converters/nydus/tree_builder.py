@@ -115,8 +115,10 @@ def inode_from_header(
             raise LayerRejected(f"{where}: {name!r} has {what} {value}, outside 0..{_MAX_ID}")
     kind = _TYPES[header.typeflag]
     seconds, nanoseconds = _mtime(header, where)
+    # Linux gives every symlink mode 0777 whatever the tar says; so does any extraction.
+    permissions = 0o777 if kind == ondisk.S_IFLNK else header.mode & 0o7777
     inode = Inode(
-        mode=kind | (header.mode & 0o7777),
+        mode=kind | permissions,
         uid=header.uid,
         gid=header.gid,
         mtime=seconds,
