@@ -8,7 +8,10 @@ fixture copy with one patched field, or it proves nothing about the converter's 
 from __future__ import annotations
 
 import errno
+import json
+import os
 import re
+import shutil
 import struct
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -17,7 +20,7 @@ from pathlib import Path
 import blake3
 import pytest
 
-from tests.support import erofs_mount, rafs_reader
+from tests.support import erofs_mount, images, layer_tars, oci_flatten, rafs_reader
 from tests.support.rafs_reader import Bootstrap, RafsInvalid
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "nydus"
@@ -371,3 +374,87 @@ def test_corrupt_chunk_data_fails_the_validator() -> None:
 
     with pytest.raises(RafsInvalid, match=re.escape("'image.blob': digest")):
         rafs_reader.validate_image(BOOT_22.read_bytes(), {BLOB_22.name: bytes(blob)})
+
+
+# --- the independent flattening -------------------------------------------------------------
+
+
+def _oci_image(layers: list[bytes]) -> tuple[bytes, dict[str, bytes | Path]]:
+    blobs: dict[str, bytes | Path] = {}
+    descriptors = []
+    for raw in layers:
+        gz = layer_tars.compress(raw, "gzip")
+        blobs[images.sha256(gz)] = gz
+        descriptors.append(
+            {"mediaType": oci_flatten.GZIP_LAYERS[0], "digest": images.sha256(gz), "size": len(gz)}
+        )
+    config = json.dumps(images.image_config([images.sha256(raw) for raw in layers])).encode()
+    blobs[images.sha256(config)] = config
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": oci_flatten.OCI_MANIFEST,
+        "config": {
+            "mediaType": images.OCI_CONFIG,
+            "digest": images.sha256(config),
+            "size": len(config),
+        },
+        "layers": descriptors,
+    }
+    return json.dumps(manifest).encode(), blobs
+
+
+def _unpacked(tmp_path: Path, layers: list[bytes]) -> Path:
+    if shutil.which("umoci") is None:
+        pytest.skip("umoci is not installed (Debian package umoci)")
+    manifest, blobs = _oci_image(layers)
+    layout = oci_flatten.write_oci_layout(tmp_path / "layout", manifest, blobs)
+    return oci_flatten.umoci_unpack(layout, tmp_path / "bundle")
+
+
+def test_umoci_applies_whiteouts_and_keeps_links_devices_and_xattrs(tmp_path: Path) -> None:
+    upper = layer_tars.build_tar(
+        [
+            layer_tars.item("bin/.wh.sg"),
+            layer_tars.item("var/cache/.wh..wh..opq"),
+            layer_tars.item("var/cache/new", data=b"new"),
+        ]
+    )
+    tree = oci_flatten.snapshot_tree(
+        _unpacked(tmp_path, [layer_tars.build_tar(layer_tars.every_kind()), upper])
+    )
+    entries = tree.by_path
+
+    assert "/bin/sg" not in entries
+    assert "/var/removed" not in entries
+    assert "/var/.wh.removed" not in entries
+    assert [p for p in entries if p.startswith("/var/cache/")] == ["/var/cache/new"]
+    assert frozenset({"/bin/ping", "/bin/hard"}) in tree.hardlinks
+    assert entries["/bin/ping"].mode == 0o4755
+    assert dict(entries["/bin/ping"].xattrs)["security.capability"] == layer_tars.CAPABILITY
+    assert entries["/tmp"].mode == 0o1777
+    assert (entries["/dev/null"].kind, entries["/dev/null"].rdev) == ("char", os.makedev(1, 3))
+    assert (entries["/old-time"].mtime_ns, entries["/future"].mtime_ns) == (
+        0,
+        4_102_444_800 * 10**9,
+    )
+
+
+def test_mounted_fixture_and_its_umoci_unpacked_original_compare_equal(
+    tmp_path: Path, cache_22: list[Path]
+) -> None:
+    with _mount(tmp_path, BOOT_22.read_bytes(), cache_22) as root:
+        mounted = oci_flatten.snapshot_tree(root)
+        original = [
+            layer_tars.item(
+                e.path.lstrip("/"),
+                data=(root / e.path.lstrip("/")).read_bytes(),
+                mode=e.mode,
+                pax={"mtime": f"{e.mtime_ns // 10**9}.{e.mtime_ns % 10**9:09d}"},
+            )
+            for e in mounted.entries
+        ]
+
+    unpacked = oci_flatten.snapshot_tree(_unpacked(tmp_path, [layer_tars.build_tar(original)]))
+
+    assert oci_flatten.tree_differences(unpacked, mounted) == []
+    assert unpacked == mounted

@@ -21,14 +21,9 @@ from pathlib import Path
 from converters.estargz import EstargzOptions
 from harbor_api.errors import Denied, NotFound
 from harbor_api.oci import (
-    DOCKER_LAYER_FOREIGN,
-    DOCKER_LAYER_GZIP,
+    CONVERTIBLE_LAYER_TYPES,
+    NON_DISTRIBUTABLE_LAYER_TYPES,
     OCI_LAYER_GZIP,
-    OCI_LAYER_NONDIST_GZIP,
-    OCI_LAYER_NONDIST_TAR,
-    OCI_LAYER_NONDIST_ZSTD,
-    OCI_LAYER_TAR,
-    OCI_LAYER_ZSTD,
     Descriptor,
     Platform,
 )
@@ -39,12 +34,6 @@ from reconciler.conversion.errors import NotAnImage, UnsupportedFormat, Unsuppor
 from reconciler.conversion.layer_process import convert_layer_file
 from reconciler.state.store import CachedLayer, LayerCache
 
-CONVERTIBLE_LAYER_TYPES = frozenset(
-    {OCI_LAYER_TAR, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, DOCKER_LAYER_GZIP}
-)
-NON_DISTRIBUTABLE_LAYER_TYPES = frozenset(
-    {DOCKER_LAYER_FOREIGN, OCI_LAYER_NONDIST_TAR, OCI_LAYER_NONDIST_GZIP, OCI_LAYER_NONDIST_ZSTD}
-)
 
 
 @dataclass(frozen=True)
