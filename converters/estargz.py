@@ -4,7 +4,9 @@ Two passes. The first decompresses the source, checks every entry and spills pay
 temporary file in `work_dir` (duplicates and prioritized files reorder entries, so nothing can
 be written before the whole layer is known). The second writes the entries in eStargz order as
 gzip members compressed on several threads, then the TOC member and the footer. Memory stays
-bounded by the entry metadata plus a few chunks in flight, whatever the layer size.
+bounded by the entry metadata (at most `LayerLimits.max_layer_metadata`) plus a few chunks in
+flight, whatever the layer size. Before anything is written, the entries in their final order
+are checked against what a Go eStargz reader needs (`estargz_reader_rules.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from converters.entry_order import (
 )
 from converters.errors import LayerRejected
 from converters.estargz_blob import ConvertedLayer, SpilledEntry, write_blob
+from converters.estargz_reader_rules import check_final_order, check_header
 from converters.layer_source import LayerSource
 from converters.limits import LayerLimits
 from converters.symlinks import find_symlink_loop
@@ -114,7 +117,9 @@ def _spill_layer(source: BinaryIO, spill: BinaryIO, options: EstargzOptions) -> 
         layer.close()
     entries = deduplicate(entries)
     _check_symlinks(entries)
-    return _with_landmarks(entries, options.prioritized_files, spill)
+    entries = _with_landmarks(entries, options.prioritized_files, spill)
+    check_final_order(entries)
+    return entries
 
 
 def _read_entries(reader: TarReader, spill: BinaryIO) -> list[SpilledEntry]:
@@ -125,6 +130,7 @@ def _read_entries(reader: TarReader, spill: BinaryIO) -> list[SpilledEntry]:
     while (header := reader.next_header()) is not None:
         where = f"tar entry at offset {reader.header_offset}"
         key = clean_name(header.name, where)
+        check_header(header, where)
         if header.typeflag == th.LINK:
             target = clean_name(header.linkname, f"{where} ({display(header.name)!r})")
             if target not in seen:

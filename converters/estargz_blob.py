@@ -48,6 +48,9 @@ _TOC_TYPES = {
 _TOC_WRITE = 1 << 20
 _HASH_BATCH = 1 << 20
 _SPILL_BLOCK = 1 << 20
+# Headers after a payload share its member; a long run of entries without payload (400,000
+# empty files) would make that one member of hundreds of MiB, held whole in memory twice.
+_MAX_HEADER_RUN = 4 << 20
 _EMPTY_DIGEST = "sha256:" + hashlib.sha256(b"").hexdigest()
 # Stands in for a file's TOC entry until its payload is written and the entry can be made.
 _FIRST_CHUNK = TocEntry(name="", type="reg")
@@ -131,6 +134,7 @@ class _BlobState:
         self._min_chunk_size = min_chunk_size
         self._pieces: list[bytes] = []
         self._open_size = 0
+        self._header_run = 0
         self._spans: list[Span] = []
         self._unhashed: list[bytes] = []
         self._unhashed_size = 0
@@ -139,6 +143,14 @@ class _BlobState:
     def append(self, data: bytes) -> None:
         self._pieces.append(data)
         self._open_size += len(data)
+
+    def append_header(self, data: bytes) -> None:
+        """Append an entry's header blocks, first closing a member that holds a long run of
+        them (member boundaries between headers change nothing a reader sees)."""
+        if self._header_run >= _MAX_HEADER_RUN:
+            self.start_member()
+        self.append(data)
+        self._header_run += len(data)
 
     def _hash_later(self, data: bytes) -> None:
         # One sha256 call per MiB, not per member: each call releases and retakes the GIL,
@@ -171,6 +183,7 @@ class _BlobState:
             self._closed += 1
         self._pieces = []
         self._open_size = 0
+        self._header_run = 0
         self._spans = []
 
     def place_payload(self, length: int, *, own_member: bool, whole_file: bool) -> _PayloadRef:
@@ -181,6 +194,7 @@ class _BlobState:
         """
         if own_member or self._open_size >= self._min_chunk_size:
             self.start_member()
+        self._header_run = 0
         self._spans.append((self._open_size, length))
         return _PayloadRef(self._closed, len(self._spans) - 1, self._open_size, whole_file)
 
@@ -386,7 +400,7 @@ def _write_entry(
     entry: SpilledEntry, spill: _SpillReader, state: _BlobState, owners: _Owners, chunk_size: int
 ) -> None:
     header = entry.header
-    state.append(th.encode_header(header))
+    state.append_header(th.encode_header(header))
     if header.typeflag not in th.REGULAR_TYPES or header.size == 0:
         state.toc.append(_toc_entry(entry, owners))
         return

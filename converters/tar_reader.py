@@ -18,6 +18,10 @@ class TarReader:
 
     Payload left unread is skipped by the next `next_header()`. The stream must end with the
     end-of-archive marker; a stream that just stops is truncated.
+
+    Every header block and extended record is counted against the limits' metadata budgets
+    (per entry and per layer) before it is read into memory, so a converter that keeps each
+    entry's metadata stays within them.
     """
 
     def __init__(self, source: LayerSource, limits: LayerLimits) -> None:
@@ -28,6 +32,9 @@ class TarReader:
         self._remaining = 0
         self._padding = 0
         self.entries = 0
+        self.metadata = 0
+        """Header bytes of all entries so far: header blocks plus extended records."""
+        self._entry_metadata = 0
         self.header_offset = 0
         self.current: th.TarHeader | None = None
 
@@ -74,6 +81,7 @@ class TarReader:
         pax: list[tuple[bytes, bytes]] = []
         long_name: bytes | None = None
         long_link: bytes | None = None
+        self._entry_metadata = 0
         while True:
             self.header_offset = self.offset
             block = self._read(th.BLOCK)
@@ -89,6 +97,7 @@ class TarReader:
             if th.is_zero_block(block):
                 self.current = None
                 return None
+            self._count_metadata(th.BLOCK)
             try:
                 raw = th.parse_block(block)
             except th.TarFormatError as error:
@@ -113,9 +122,28 @@ class TarReader:
                 f"{self._where()}: extended header of {raw.size} bytes exceeds the limit of "
                 f"{limit} bytes"
             )
+        self._count_metadata(raw.size)
         data = self._read_exact(raw.size, "extended header")
         self._read_exact(len(th.padding(raw.size)), "extended header padding")
         return data
+
+    def _count_metadata(self, size: int) -> None:
+        """Count `size` more header bytes of the current entry, before they are read."""
+        self._entry_metadata += size
+        self.metadata += size
+        entry_limit = self._limits.max_entry_metadata
+        if self._entry_metadata > entry_limit:
+            raise LayerRejected(
+                f"{self._where()}: the entry's headers and extended records take more than "
+                f"{entry_limit} bytes (limit max_entry_metadata)"
+            )
+        layer_limit = self._limits.max_layer_metadata
+        if self.metadata > layer_limit:
+            raise LayerRejected(
+                f"{self._where()}: the headers and extended records of the layer's "
+                f"{self.entries + 1} entries so far take more than {layer_limit} bytes "
+                "(limit max_layer_metadata)"
+            )
 
     def _pax_records(self, data: bytes) -> list[tuple[bytes, bytes]]:
         try:

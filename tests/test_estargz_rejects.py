@@ -12,7 +12,7 @@ from converters.errors import LayerRejected
 from converters.estargz import EstargzOptions, convert_layer
 from converters.limits import LayerLimits
 from harbor_api.errors import AcceldError
-from tests.support.layer_tars import build_tar, compress, every_kind, item
+from tests.support.layer_tars import Item, build_tar, compress, every_kind, item
 
 
 def reject(data: bytes, tmp_path: Path, options: EstargzOptions | None = None) -> str:
@@ -168,3 +168,142 @@ def test_corrupt_header_checksum_names_the_offset(tmp_path: Path) -> None:
 def test_invalid_options_are_refused(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError, match="must be"):
         EstargzOptions(**kwargs)  # type: ignore[arg-type]
+
+
+# What the Go eStargz reader needs: hardlinks in the final order, numbers, UTF-8 names.
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [
+        (
+            [item("h", data=b"x"), item("h", tarfile.LNKTYPE, link="h")],
+            "hardlink 'h' points to 'h', itself",
+        ),
+        (
+            [
+                item("a", data=b"a"),
+                item("b", data=b"b"),
+                item("a", tarfile.LNKTYPE, link="b"),
+                item("b", tarfile.LNKTYPE, link="a"),
+            ],
+            "hardlink 'a' points to 'b', which is not earlier in the final entry order",
+        ),
+        (
+            [
+                item("t", data=b"x"),
+                item("t", tarfile.SYMTYPE, link="elsewhere"),
+                item("l", tarfile.LNKTYPE, link="t"),
+            ],
+            "hardlink 'l' points to 't', which is a symlink",
+        ),
+        (
+            [item("d", tarfile.DIRTYPE, mode=0o755), item("l", tarfile.LNKTYPE, link="d")],
+            "hardlink 'l' points to 'd', which is a directory",
+        ),
+        (
+            [
+                item("f", data=b"x"),
+                item("l1", tarfile.LNKTYPE, link="f"),
+                item("l2", tarfile.LNKTYPE, link="l1"),
+            ],
+            "hardlink 'l2' points to 'l1', which is another hardlink",
+        ),
+    ],
+    ids=["self-link", "cycle", "target-became-symlink", "to-directory", "to-hardlink"],
+)
+def test_hardlink_not_to_an_earlier_regular_file_in_final_order_is_rejected(
+    tmp_path: Path, items: list[Item], expected: str
+) -> None:
+    message = reject(build_tar(items), tmp_path)
+    assert expected in message
+    assert "must be a regular file earlier in the layer" in message
+
+
+def test_prioritized_hardlink_still_finds_its_target_first(tmp_path: Path) -> None:
+    tar = build_tar([item("f", data=b"x"), item("l", tarfile.LNKTYPE, link="f")])
+    options = EstargzOptions(prioritized_files=("l",))
+    convert_layer(io.BytesIO(tar), io.BytesIO(), options, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("pax", "field"),
+    [
+        ({"uid": "1" + "0" * 40}, "uid 1000000000…(41 digits)"),
+        ({"gid": "2147483648"}, "gid 2147483648"),
+        ({"uid": "-1"}, "uid -1"),
+        ({"mtime": "253402300800"}, "mtime 253402300800"),
+        ({"mtime": "-62135596801.5"}, "mtime -62135596801"),
+    ],
+)
+def test_number_a_go_reader_cannot_represent_is_rejected_naming_the_entry(
+    tmp_path: Path, pax: dict[str, str], field: str
+) -> None:
+    tar = build_tar([item("ok", data=b"x"), item("etc/odd", data=b"y", pax=pax)])
+    message = reject(tar, tmp_path)
+    assert f"tar entry at offset 2048: {field} of 'etc/odd' is outside" in message
+
+
+def test_device_number_over_go_int32_is_rejected(tmp_path: Path) -> None:
+    tar = build_tar([item("dev/big", tarfile.CHRTYPE, dev=(1 << 31, 0))], tarfile.GNU_FORMAT)
+    assert "devmajor 2147483648 of 'dev/big' is outside 0..2147483647" in reject(tar, tmp_path)
+
+
+def test_largest_representable_numbers_convert(tmp_path: Path) -> None:
+    tar = build_tar(
+        [
+            item("f", data=b"x", uid=(1 << 31) - 1, gid=(1 << 31) - 1, mtime=253402300799),
+            item("dev/c", tarfile.CHRTYPE, dev=((1 << 31) - 1, (1 << 31) - 1)),
+        ],
+        tarfile.GNU_FORMAT,
+    )
+    convert_layer(io.BytesIO(tar), io.BytesIO(), EstargzOptions(), tmp_path)
+
+
+def test_names_differing_only_in_invalid_utf8_are_rejected(tmp_path: Path) -> None:
+    tar = build_tar(
+        [item("a\udcff", data=b"first"), item("a\udcfe", data=b"second")], tarfile.USTAR_FORMAT
+    )
+    message = reject(tar, tmp_path)
+    assert "entry name 'a\ufffd' is not valid UTF-8 (byte 0xff at 1)" in message
+    assert "offset 0" in message
+
+
+def test_symlink_target_in_invalid_utf8_is_rejected(tmp_path: Path) -> None:
+    tar = build_tar([item("s", tarfile.SYMTYPE, link="caf\udce9")], tarfile.USTAR_FORMAT)
+    assert "link target of 's' is not valid UTF-8" in reject(tar, tmp_path)
+
+
+def test_xattr_name_in_invalid_utf8_is_rejected(tmp_path: Path) -> None:
+    # tarfile writes PAX keys as strict UTF-8: the invalid bytes go in afterwards.
+    tar = build_tar([item("f", data=b"x", pax={"SCHILY.xattr.user.@@": "v"})])
+    tar = tar.replace(b"user.@@", b"user.\xff\xfe")
+    assert "xattr name of 'f' is not valid UTF-8" in reject(tar, tmp_path)
+
+
+# Bounded metadata: every header byte counts, per entry and per layer, before it is kept.
+
+
+def test_chained_pax_headers_over_the_entry_metadata_limit_are_rejected(tmp_path: Path) -> None:
+    info = tarfile.TarInfo("f")
+    info.pax_headers = {"comment": "c" * (900 << 10)}
+    pax_header = info.tobuf(tarfile.PAX_FORMAT)[: -tarfile.BLOCKSIZE]
+    # Each header is under max_pax_header_size; three of them before one entry are not.
+    tar = pax_header * 3 + tarfile.TarInfo("f").tobuf(tarfile.PAX_FORMAT) + bytes(1024)
+    message = reject(tar, tmp_path)
+    assert "take more than 2097152 bytes (limit max_entry_metadata)" in message
+
+
+def test_xattrs_over_the_layer_metadata_limit_are_rejected(tmp_path: Path) -> None:
+    value = b"v" * (256 << 10)
+    tar = build_tar([item(f"f{n}", binary_pax={"SCHILY.xattr.user.big": value}) for n in range(16)])
+    options = EstargzOptions(limits=LayerLimits(max_layer_metadata=2 << 20))
+    message = reject(tar, tmp_path, options)
+    assert "take more than 2097152 bytes (limit max_layer_metadata)" in message
+    assert "entries so far" in message
+
+
+def test_many_empty_entries_over_the_layer_metadata_limit_are_rejected(tmp_path: Path) -> None:
+    tar = build_tar([item(f"e{n}") for n in range(3000)])
+    options = EstargzOptions(limits=LayerLimits(max_layer_metadata=1 << 20))
+    assert "(limit max_layer_metadata)" in reject(tar, tmp_path, options)
