@@ -95,6 +95,14 @@ ENTRY_CHECKS: dict[str, Callable[[list[tarfile.TarInfo]], bool]] = {
     "symlink-loop": lambda m: (
         {x.name: x.linkname for x in m if x.issym()} == {"loop/a": "b", "loop/b": "a"}
     ),
+    "hardlink-cycle": lambda m: (
+        [(x.name, x.linkname) for x in m if x.islnk()] == [("a", "b"), ("b", "a")]
+    ),
+    "hardlink-to-directory": lambda m: (
+        m[0].isdir() and (m[1].islnk(), m[1].linkname) == (True, "etc")
+    ),
+    "huge-uid": lambda m: m[-1].uid == 10**40,
+    "non-utf8-names": lambda m: [x.name for x in m] == ["a\udcff", "a\udcfe"],
 }
 
 

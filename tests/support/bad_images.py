@@ -175,6 +175,30 @@ HOSTILE_ENTRIES = {
         ),
         "symlink loop",
     ),
+    # crashes the Go eStargz reader (unbounded recursion) if converted
+    "hardlink-cycle": HostileEntries(
+        (
+            Entry("a", data=b"a\n"),
+            Entry("b", data=b"b\n"),
+            Entry("a", "hardlink", target="b"),
+            Entry("b", "hardlink", target="a"),
+        ),
+        "not earlier in the final entry order",
+    ),
+    "hardlink-to-directory": HostileEntries(
+        (Entry("etc", "dir", mode=0o755), Entry("etc-link", "hardlink", target="etc")),
+        "which is a directory",
+    ),
+    # a TOC number Go cannot decode makes the whole layer unreadable
+    "huge-uid": HostileEntries(
+        (Entry("etc", "dir", mode=0o755), Entry("etc/owned", data=b"x\n", uid=10**40)),
+        "what an eStargz reader can represent",
+    ),
+    # both names would become "a\ufffd" in the TOC
+    "non-utf8-names": HostileEntries(
+        (Entry("a\udcff", data=b"first\n"), Entry("a\udcfe", data=b"second\n")),
+        "is not valid UTF-8",
+    ),
 }
 
 
