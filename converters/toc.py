@@ -24,10 +24,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from harbor_api.annotations import STARGZ_TOC_DIGEST, STARGZ_UNCOMPRESSED_SIZE
+
 TOC_VERSION = 1
 FOOTER_SIZE = 51
-ANNOTATION_TOC_DIGEST = "containerd.io/snapshot/stargz/toc.digest"
-ANNOTATION_UNCOMPRESSED_SIZE = "io.containers.estargz.uncompressed-size"
+# The blob's layer annotations; each key is defined once, in harbor_api.annotations.
+ANNOTATION_TOC_DIGEST = STARGZ_TOC_DIGEST
+ANNOTATION_UNCOMPRESSED_SIZE = STARGZ_UNCOMPRESSED_SIZE
 LANDMARK_CONTENTS = b"\x0f"
 
 

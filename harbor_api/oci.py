@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +33,23 @@ DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
 DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 DOCKER_LAYER_FOREIGN = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
 
+# Layers a converter reads; layers that name foreign URLs and must not be copied elsewhere.
+CONVERTIBLE_LAYER_TYPES = frozenset(
+    {OCI_LAYER_TAR, OCI_LAYER_GZIP, OCI_LAYER_ZSTD, DOCKER_LAYER_GZIP}
+)
+NON_DISTRIBUTABLE_LAYER_TYPES = frozenset(
+    {DOCKER_LAYER_FOREIGN, OCI_LAYER_NONDIST_TAR, OCI_LAYER_NONDIST_GZIP, OCI_LAYER_NONDIST_ZSTD}
+)
+IMAGE_LAYER_TYPES = CONVERTIBLE_LAYER_TYPES | NON_DISTRIBUTABLE_LAYER_TYPES
+
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 IMAGE_CONFIG_TYPES = (OCI_CONFIG, DOCKER_CONFIG)
 # Sent on every manifest GET/HEAD, most preferred first.
 MANIFEST_ACCEPT = ", ".join((OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST))
+
+# BuildKit stores provenance and SBOM attestations as index entries of platform unknown/unknown.
+_ATTESTATION_REFERENCE_TYPE = "vnd.docker.reference.type"
 
 EMPTY_JSON_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 
@@ -82,6 +94,10 @@ class Platform:
             and self.architecture == wanted.architecture
             and (not wanted.variant or self.variant == wanted.variant)
         )
+
+    def is_one_of(self, wanted: Sequence[Platform]) -> bool:
+        """Whether this platform satisfies one of `wanted`; an empty `wanted` accepts all."""
+        return not wanted or any(self.matches(w) for w in wanted)
 
     def __str__(self) -> str:
         base = f"{self.os}/{self.architecture}"
@@ -245,6 +261,18 @@ class Index:
     def encode(self) -> bytes:
         return canonical_json(self.to_json())
 
+    def image_manifests(self, wanted: Sequence[Platform] = ()) -> tuple[Descriptor, ...]:
+        """The children that are platform images of one of `wanted` (all when empty), leaving
+        out BuildKit's provenance and SBOM attestations (platform unknown/unknown)."""
+        return tuple(
+            child
+            for child in self.manifests
+            if child.platform is not None
+            and child.platform.os != "unknown"
+            and _ATTESTATION_REFERENCE_TYPE not in child.annotations
+            and child.platform.is_one_of(wanted)
+        )
+
 
 def _load(raw: bytes) -> dict[str, Any]:
     try:
@@ -319,6 +347,16 @@ def parse_index(raw: bytes, content_type: str = "") -> Index:
     if not isinstance(parsed, Index):
         raise InvalidManifest("expected an index, got an image manifest")
     return parsed
+
+
+# Referrers fallback tags and the tags legacy cosign gives signatures, attestations and SBOMs.
+_REFERRER_TAG = re.compile(r"^sha256-[0-9a-f]{64}(\.(sig|att|sbom))?$")
+
+
+def is_referrer_tag(tag: str) -> bool:
+    """Whether `tag` only links referrers (`sha256-<hex>`, `sha256-<hex>.sig`, …): what it
+    names is never an original."""
+    return bool(_REFERRER_TAG.match(tag))
 
 
 def fallback_tag(digest: str) -> str:

@@ -29,9 +29,15 @@ def check_repository(name: str) -> str:
     return name
 
 
+def is_valid_tag(tag: str) -> bool:
+    """Whether `tag` is a valid OCI tag: up to 128 of letters, digits, `_ . -`, not starting
+    with `.` or `-`."""
+    return bool(_TAG.match(tag))
+
+
 def check_tag(tag: str) -> str:
     """`tag` when it is a valid tag, else `InvalidReference`."""
-    if not _TAG.match(tag):
+    if not is_valid_tag(tag):
         raise InvalidReference(f"invalid tag {tag!r}: expected [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")
     return tag
 

@@ -11,39 +11,20 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from harbor_api.annotations import ACCELERATION_ANNOTATIONS
 from harbor_api.oci import (
-    DOCKER_LAYER_FOREIGN,
-    DOCKER_LAYER_GZIP,
     IMAGE_CONFIG_TYPES,
+    IMAGE_LAYER_TYPES,
     INDEX_TYPES,
     MANIFEST_TYPES,
-    OCI_LAYER_GZIP,
-    OCI_LAYER_NONDIST_GZIP,
-    OCI_LAYER_NONDIST_TAR,
-    OCI_LAYER_NONDIST_ZSTD,
-    OCI_LAYER_TAR,
-    OCI_LAYER_ZSTD,
     Index,
     Manifest,
     Platform,
 )
 from policies.match import matching_tags, policy_matches, policy_matches_platform
 from policies.model import FormatOptions, Policy
-from policies.observed import ACCELERATION_ANNOTATIONS
 
 HARBOR_IMAGE_TYPE = "IMAGE"
-IMAGE_LAYER_TYPES = frozenset(
-    {
-        OCI_LAYER_TAR,
-        OCI_LAYER_GZIP,
-        OCI_LAYER_ZSTD,
-        OCI_LAYER_NONDIST_TAR,
-        OCI_LAYER_NONDIST_GZIP,
-        OCI_LAYER_NONDIST_ZSTD,
-        DOCKER_LAYER_GZIP,
-        DOCKER_LAYER_FOREIGN,
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -115,13 +96,19 @@ class FormatWanted:
     """Source tags that qualified under at least one of `policies` (suffixed on push)."""
 
 
-def is_never_original(original: Original) -> str | None:
-    """Why `original` can never be converted (a short reason for logs), or None if it can."""
+def why_not_an_original(original: Original) -> str | None:
+    """Why `original` is a referrer or an accelerated copy of another image (the loop guard:
+    our own pushes fire webhooks too), or None."""
     if original.has_subject:
         return "it has a subject (a referrer such as a signature, an SBOM or a converted image)"
     for key in ACCELERATION_ANNOTATIONS:
         if key in original.annotations:
             return f"it carries the annotation {key} (an accelerated image)"
+    return None
+
+
+def why_not_an_image(original: Original) -> str | None:
+    """Why `original` is not a container image (a chart, a signature, an SBOM…), or None."""
     if original.harbor_type and original.harbor_type != HARBOR_IMAGE_TYPE:
         return f"Harbor types it {original.harbor_type}, not IMAGE"
     if original.media_type in INDEX_TYPES:
@@ -140,6 +127,11 @@ def is_never_original(original: Original) -> str | None:
                 "attestation or another artifact)"
             )
     return None
+
+
+def is_never_original(original: Original) -> str | None:
+    """Why `original` can never be converted (a short reason for logs), or None if it can."""
+    return why_not_an_original(original) or why_not_an_image(original)
 
 
 def _applies(policy: Policy, original: Original) -> bool:

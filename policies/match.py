@@ -37,9 +37,7 @@ def policy_matches(policy: Policy, repository: str, tags: Iterable[str]) -> bool
 
 def policy_matches_platform(policy: Policy, platform: Platform | None) -> bool:
     """Whether `policy` accepts a platform manifest; None (an index or a single image) passes."""
-    if platform is None or not policy.platforms:
-        return True
-    return any(platform.matches(wanted) for wanted in policy.platforms)
+    return platform is None or platform.is_one_of(policy.platforms)
 
 
 def policies_may_overlap(a: Policy, b: Policy) -> bool:

@@ -10,21 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+from harbor_api.annotations import (
+    DRIVER_NAME,
+    NYDUS_BOOTSTRAP,
+    STARGZ_TOC_DIGEST,
+    ZSTD_CHUNKED_CHECKSUMS,
+)
 from harbor_api.oci import Descriptor, Index, Manifest
 from policies.model import ESTARGZ, NYDUS, ZSTD_CHUNKED
-
-DRIVER_NAME = "io.goharbor.artifact.v1alpha1.acceleration.driver.name"
-DRIVER_VERSION = "io.goharbor.artifact.v1alpha1.acceleration.driver.version"
-SOURCE_DIGEST = "io.goharbor.artifact.v1alpha1.acceleration.source.digest"
-ACCELERATION_ANNOTATIONS = (SOURCE_DIGEST, DRIVER_NAME, DRIVER_VERSION)
-
-NYDUS_BOOTSTRAP = "containerd.io/snapshot/nydus-bootstrap"
-STARGZ_TOC_DIGEST = "containerd.io/snapshot/stargz/toc.digest"
-ZSTD_CHUNKED_CHECKSUMS = (
-    "io.github.containers.zstd-chunked.manifest-checksum",
-    # The key before containers/storage f98fa396 (2022-11); stargz-snapshotter still writes it.
-    "io.containers.zstd-chunked.manifest-checksum",
-)
 
 _DRIVER_FORMATS = {
     "estargz": ESTARGZ,

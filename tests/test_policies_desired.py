@@ -3,6 +3,7 @@ from typing import Any
 
 import pytest
 
+from harbor_api.annotations import SOURCE_DIGEST
 from harbor_api.oci import (
     DOCKER_CONFIG,
     DOCKER_MANIFEST,
@@ -28,7 +29,6 @@ from policies.desired import (
 from policies.load import parse_policies
 from policies.match import policy_matches, policy_matches_project
 from policies.model import FormatOptions, Policy
-from policies.observed import SOURCE_DIGEST
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 DIGEST = "sha256:" + "a" * 64

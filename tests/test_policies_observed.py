@@ -1,12 +1,8 @@
 import pytest
 
+from harbor_api.annotations import DRIVER_NAME, NYDUS_BOOTSTRAP, STARGZ_TOC_DIGEST
 from harbor_api.oci import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, Index, Manifest
-from policies.observed import (
-    DRIVER_NAME,
-    NYDUS_BOOTSTRAP,
-    STARGZ_TOC_DIGEST,
-    classify_referrer,
-)
+from policies.observed import classify_referrer
 
 D1, D2, D3 = ("sha256:" + c * 64 for c in "123")
 

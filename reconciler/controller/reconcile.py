@@ -151,11 +151,7 @@ class Reconciler:
         content = registry.get_manifest(key.repository, key.digest).content
         manifests: list[Manifest] = []
         if isinstance(content, Index):
-            for child in content.manifests:
-                if platforms and not (
-                    child.platform and any(child.platform.matches(p) for p in platforms)
-                ):
-                    continue
+            for child in content.image_manifests(platforms):
                 child_content = registry.get_manifest(key.repository, child.digest).content
                 if isinstance(child_content, Manifest):
                     manifests.append(child_content)

@@ -8,7 +8,6 @@ such list, so its scan reads each tag's manifest and the referrers of each diges
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,14 +16,12 @@ from typing import Protocol
 from harbor_api.errors import NotFound
 from harbor_api.harbor import HarborClient
 from harbor_api.harbor_models import Accessory, Artifact
-from harbor_api.oci import INDEX_TYPES
+from harbor_api.oci import INDEX_TYPES, is_referrer_tag
 from harbor_api.registry import FetchedManifest, RegistryClient
 from policies.desired import Original, original_of
 
 # A plain registry gives no push time; for it `min_age` counts from the epoch.
 UNKNOWN_PUSH_TIME = datetime(1970, 1, 1, tzinfo=UTC)
-# Referrers fallback tags (`sha256-<hex>`) and legacy cosign tags are never originals.
-_NOT_ORIGINAL_TAG = re.compile(r"^sha256-[0-9a-f]{64}(\.(sig|att|sbom))?$")
 
 
 @dataclass(frozen=True)
@@ -99,7 +96,7 @@ class HarborSource:
             project, path, with_accessory=True, with_tag=True, pushed_since=pushed_since
         ):
             # A legacy cosign signature looks like an image to Harbor's list; only its tag tells.
-            if artifact.tags and all(_NOT_ORIGINAL_TAG.match(tag) for tag in artifact.tags):
+            if artifact.tags and all(is_referrer_tag(tag) for tag in artifact.tags):
                 continue
             yield Candidate(original_from_artifact(repository, artifact), artifact.accessories)
 
@@ -153,7 +150,7 @@ class RegistrySource:
         # A registry keeps no push time: every scan of it is a full one.
         by_digest: dict[str, tuple[FetchedManifest, list[str]]] = {}
         for tag in self.registry.list_tags(repository):
-            if _NOT_ORIGINAL_TAG.match(tag):
+            if is_referrer_tag(tag):
                 continue
             try:
                 fetched = self.registry.get_manifest(repository, tag)
@@ -179,7 +176,7 @@ class RegistrySource:
         tags = tuple(
             tag
             for tag in self.registry.list_tags(repository)
-            if not _NOT_ORIGINAL_TAG.match(tag) and self._tag_digest(repository, tag) == digest
+            if not is_referrer_tag(tag) and self._tag_digest(repository, tag) == digest
         )
         return original_of(
             repository, fetched.digest, fetched.content, tags=tags, push_time=UNKNOWN_PUSH_TIME

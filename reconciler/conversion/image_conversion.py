@@ -8,12 +8,13 @@ same digests, and what the registry already has is not pushed again.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+from harbor_api.annotations import DRIVER_NAME, DRIVER_VERSION, SOURCE_DIGEST
 from harbor_api.oci import (
     IMAGE_CONFIG_TYPES,
     OCI_CONFIG,
@@ -26,8 +27,10 @@ from harbor_api.oci import (
     is_digest,
     sha256_digest,
 )
+from harbor_api.reference import is_valid_tag
 from harbor_api.registry import RegistryClient
 from harbor_api.version import ACCELD_VERSION
+from policies.desired import original_of, why_not_an_image, why_not_an_original
 from reconciler.conversion.config_rewrite import config_platform, rewrite_config
 from reconciler.conversion.errors import (
     InvalidTarget,
@@ -48,9 +51,6 @@ from reconciler.conversion.layer_conversion import (
 from reconciler.state.store import LayerCache
 
 __all__ = [
-    "ANNOTATION_DRIVER_NAME",
-    "ANNOTATION_DRIVER_VERSION",
-    "ANNOTATION_SOURCE_DIGEST",
     "ConversionOptions",
     "ConversionResult",
     "ConvertedManifest",
@@ -61,14 +61,8 @@ __all__ = [
     "target_tags",
 ]
 
-ANNOTATION_DRIVER_NAME = "io.goharbor.artifact.v1alpha1.acceleration.driver.name"
-ANNOTATION_DRIVER_VERSION = "io.goharbor.artifact.v1alpha1.acceleration.driver.version"
-ANNOTATION_SOURCE_DIGEST = "io.goharbor.artifact.v1alpha1.acceleration.source.digest"
 
 _MAX_CONFIG_BYTES = 8 << 20
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-# BuildKit stores provenance and SBOM attestations as index entries of platform unknown/unknown.
-_ATTESTATION_REFERENCE_TYPE = "vnd.docker.reference.type"
 
 
 @dataclass(frozen=True)
@@ -138,7 +132,7 @@ def target_tags(source_tags: Sequence[str], suffix: str) -> tuple[str, ...]:
     out = []
     for tag in source_tags:
         target = tag + suffix
-        if not _TAG.match(target):
+        if not is_valid_tag(target):
             raise InvalidTarget(
                 f"target tag {target!r} (tag {tag!r} + suffix {suffix!r}) is not a valid tag: "
                 "at most 128 of letters, digits, _ . - and not starting with . or -"
@@ -310,54 +304,37 @@ class _Context:
 
 
 def _refuse_non_original(content: Manifest | Index, where: str) -> None:
-    """The loop guard: referrers and accelerated copies are never originals."""
-    if content.subject is not None:
-        raise NotAnOriginal(
-            f"{where}: it has a subject ({content.subject.digest}), so it is a referrer of "
-            "another manifest, not an original image"
-        )
-    source = content.annotations.get(ANNOTATION_SOURCE_DIGEST)
-    if source:
-        raise NotAnOriginal(
-            f"{where}: it is an accelerated copy of {source} "
-            f"({ANNOTATION_SOURCE_DIGEST}), not an original image"
-        )
-    if isinstance(content, Manifest) and content.artifact_type:
-        raise NotAnImage(
-            f"{where}: artifact type {content.artifact_type!r} is not a container image"
-        )
+    """The loop guard, as the reconcile step applies it: referrers and accelerated copies are
+    never originals, and only container images are converted."""
+    original = original_of("", "", content, tags=(), push_time=datetime.fromtimestamp(0, UTC))
+    copy = why_not_an_original(original)
+    if copy is not None:
+        raise NotAnOriginal(f"{where}: {copy}, not an original image")
+    other = why_not_an_image(original)
+    if other is not None:
+        raise NotAnImage(f"{where}: {other}; only container images are converted")
 
 
 def _select_platforms(
     index: Index, wanted: Sequence[Platform], where: str
 ) -> tuple[Descriptor, ...]:
-    candidates = [
-        child
-        for child in index.manifests
-        if child.platform is not None
-        and child.platform.os != "unknown"
-        and _ATTESTATION_REFERENCE_TYPE not in child.annotations
-    ]
-    if wanted:
-        candidates = [
-            c for c in candidates if c.platform and any(c.platform.matches(w) for w in wanted)
-        ]
+    candidates = index.image_manifests(wanted)
     if not candidates:
         available = ", ".join(str(c.platform) for c in index.manifests if c.platform) or "none"
         asked = ", ".join(str(w) for w in wanted) or "any"
         raise NoMatchingPlatform(
             f"{where}: no image manifest for platforms {asked} (the index has: {available})"
         )
-    return tuple(candidates)
+    return candidates
 
 
 def _annotations(original: Mapping[str, str], format: str, source_digest: str) -> dict[str, str]:
     """The original's annotations, with acceld's driver and source annotations over them."""
     return {
         **original,
-        ANNOTATION_DRIVER_NAME: format,
-        ANNOTATION_DRIVER_VERSION: ACCELD_VERSION,
-        ANNOTATION_SOURCE_DIGEST: source_digest,
+        DRIVER_NAME: format,
+        DRIVER_VERSION: ACCELD_VERSION,
+        SOURCE_DIGEST: source_digest,
     }
 
 
@@ -399,7 +376,7 @@ def _check_tag_is_ours_to_move(registry: RegistryClient, repository: str, tag: s
         return
     existing = registry.get_manifest(repository, tag)
     content = existing.content
-    if content.subject is None and ANNOTATION_SOURCE_DIGEST not in content.annotations:
+    if content.subject is None and SOURCE_DIGEST not in content.annotations:
         raise InvalidTarget(
             f"{repository}:{tag} already names {existing.digest}, which is not an accelerated "
             "copy (no subject, no source annotation); refusing to move the tag of an original"
@@ -412,6 +389,6 @@ def _tag_points_at(registry: RegistryClient, repository: str, tag: str, digest: 
 
 
 def _check_platform(platform: Platform | None, wanted: Sequence[Platform], where: str) -> None:
-    if wanted and (platform is None or not any(platform.matches(w) for w in wanted)):
+    if wanted and (platform is None or not platform.is_one_of(wanted)):
         asked = ", ".join(str(w) for w in wanted)
         raise NoMatchingPlatform(f"{where}: the image is for {platform}, not for {asked}")
