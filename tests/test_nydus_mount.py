@@ -11,6 +11,7 @@ bootstrap, reading every file's data with --extract.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tarfile
 from dataclasses import replace
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from converters.nydus import NydusOptions
+from converters.nydus import NydusOptions, convert_layer, write_bootstrap_layer
 from tests.support.erofs_mount import (
     fsck_erofs,
     mount_unavailable,
@@ -34,7 +35,8 @@ from tests.support.oci_flatten import (
     tree_differences,
     umoci_unpack,
 )
-from tests.support.rafs_reader import validate_image
+from tests.support.rafs_reader import parse_bootstrap, validate_image
+from tests.support.synthetic_layers import text_pool, write_small_files_layer
 
 pytestmark = pytest.mark.skipif(mount_unavailable() is not None, reason=str(mount_unavailable()))
 
@@ -150,5 +152,93 @@ def test_many_small_files_and_wide_directories_mount(cache_dir: Path) -> None:
     items = [item("wide", tarfile.DIRTYPE)]
     items += [item(f"wide/{'f' * (i % 200)}-{i:05}", data=b"%d" % i) for i in range(3000)]
     layers = [compress(build_tar(items), "gzip")]
+    image = convert_image(layers, cache_dir / "out")
+    _assert_matches_umoci(image, layers, cache_dir)
+
+
+class _ZeroFileTar(io.RawIOBase):
+    """A plain tar of one file of `size` zero bytes ending in b"end", generated as it is read."""
+
+    def __init__(self, size: int) -> None:
+        info = tarfile.TarInfo("huge")
+        info.size = size
+        info.mode = 0o644
+        header = info.tobuf(tarfile.PAX_FORMAT)
+        tail = b"end" + bytes(-size % 512 + 1024)
+        self._parts = [(header, len(header)), (None, size - 3), (tail, len(tail))]
+        self._part = 0
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        while self._part < len(self._parts):
+            data, size = self._parts[self._part]
+            if self._offset < size:
+                count = min(len(buffer), size - self._offset)
+                if data is None:
+                    buffer[:count] = bytes(count)
+                else:
+                    buffer[:count] = data[self._offset : self._offset + count]
+                self._offset += count
+                return count
+            self._part += 1
+            self._offset = 0
+        return 0
+
+
+@pytest.mark.slow
+def test_file_of_more_than_4_gib_keeps_its_size_and_tail(tmp_path: Path) -> None:
+    size = (4 << 30) + 12345
+    options = NydusOptions(chunk_size=16 << 20, workers=2)
+    blob = tmp_path / "huge.nydus"
+    with blob.open("wb") as dest:
+        layer = convert_layer(io.BufferedReader(_ZeroFileTar(size)), dest, options, tmp_path)
+    with (tmp_path / "boot.tar.gz").open("wb") as dest:
+        write_bootstrap_layer([layer], dest, options)
+    with tarfile.open(tmp_path / "boot.tar.gz") as archive:
+        member = archive.extractfile("image/image.boot")
+        assert member is not None
+        (tmp_path / "image.boot").write_bytes(member.read())
+    boot = parse_bootstrap((tmp_path / "image.boot").read_bytes())
+    caches = write_cache_images(boot, {layer.blob.blob_id: blob}, tmp_path)
+    with mounted_rafs(tmp_path / "image.boot", caches, tmp_path / "mnt") as mountpoint:
+        huge = mountpoint / "huge"
+        assert huge.stat().st_size == size
+        with huge.open("rb") as f:
+            f.seek(size - 4096)
+            tail = f.read()
+            f.seek(3 << 30)
+            middle = f.read(1 << 20)
+    assert tail == bytes(4093) + b"end"
+    assert middle == bytes(1 << 20)
+
+
+def test_long_symlink_targets_and_large_xattrs_fall_back_to_plain_blocks(cache_dir: Path) -> None:
+    big_xattrs = {f"SCHILY.xattr.user.k{i}": "v" * 200 for i in range(12)}
+    layers = [
+        compress(
+            build_tar(
+                [
+                    item("long", tarfile.SYMTYPE, link="t/" * 2000),
+                    item("medium", tarfile.SYMTYPE, link="m" * 4095),
+                    item("dir", tarfile.DIRTYPE, pax=big_xattrs),
+                    *(item(f"dir/{'e' * 150}{i}", data=b"") for i in range(40)),
+                    item("file", data=b"payload", pax=big_xattrs),
+                ]
+            ),
+            "gzip",
+        )
+    ]
+    image = convert_image(layers, cache_dir / "out", NydusOptions(chunk_size=4096, workers=1))
+    _assert_matches_umoci(image, layers, cache_dir)
+
+
+@pytest.mark.slow
+def test_twenty_thousand_small_files_mount(cache_dir: Path) -> None:
+    source = cache_dir / "small.tar.gz"
+    write_small_files_layer(source, 20_000, text_pool())
+    layers = [source.read_bytes()]
     image = convert_image(layers, cache_dir / "out")
     _assert_matches_umoci(image, layers, cache_dir)
