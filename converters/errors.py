@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from harbor_api.errors import AcceldError
+from harbor_api.errors import PermanentError
 
 
-class LayerRejected(AcceldError):
+class LayerRejected(PermanentError):
     """The source layer itself is bad (corrupt, truncated, unsafe, over a limit).
 
     Terminal: converting the same bytes again gives the same answer, so callers quarantine the

@@ -19,7 +19,14 @@ import requests
 import urllib3.exceptions
 
 from harbor_api.auth import RegistryAuth, pull_scope
-from harbor_api.errors import AcceldError, DigestMismatch, InvalidReference, Unreachable
+from harbor_api.errors import (
+    AcceldError,
+    BlobUnknown,
+    DigestMismatch,
+    InvalidReference,
+    NotFound,
+    Unreachable,
+)
 from harbor_api.oci import is_digest
 from harbor_api.reference import check_repository
 from harbor_api.transport import RetryPolicy, describe, retrying
@@ -146,16 +153,19 @@ class BlobReader:
     def _get(
         self, repository: str, digest: str, start: int, *, retried: bool = True
     ) -> requests.Response:
-        return self._auth.request(
-            "GET",
-            self._url(repository, digest),
-            scopes=(pull_scope(repository),),
-            endpoint="blob_get",
-            ok=(200, 206),
-            idempotent=retried,
-            headers={"Range": f"bytes={start}-"} if start else {},
-            stream=True,
-        )
+        try:
+            return self._auth.request(
+                "GET",
+                self._url(repository, digest),
+                scopes=(pull_scope(repository),),
+                endpoint="blob_get",
+                ok=(200, 206),
+                idempotent=retried,
+                headers={"Range": f"bytes={start}-"} if start else {},
+                stream=True,
+            )
+        except NotFound as exc:
+            raise BlobUnknown(exc.request, exc.status, exc.code, exc.message) from exc
 
     @contextlib.contextmanager
     def open(self, repository: str, digest: str, start: int = 0) -> Iterator[BinaryIO]:

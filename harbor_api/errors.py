@@ -12,11 +12,19 @@ class AcceldError(Exception):
     """Base of every error acceld raises on purpose."""
 
 
+class PermanentError(AcceldError):
+    """Marks an error that retrying cannot fix: the same input fails the same way again.
+
+    The controller quarantines a key that fails with one (with its reason) instead of retrying
+    it with backoff; every other error is retried.
+    """
+
+
 class InvalidReference(AcceldError, ValueError):
     """A string that is not a valid image reference."""
 
 
-class InvalidManifest(AcceldError, ValueError):
+class InvalidManifest(PermanentError, ValueError):
     """A manifest or index whose JSON does not have the shape the OCI spec requires."""
 
 
@@ -75,6 +83,10 @@ class Denied(RegistryError):
 
 class NotFound(RegistryError):
     """404: the repository, manifest, blob, tag or API path does not exist."""
+
+
+class BlobUnknown(NotFound, PermanentError):
+    """404 for a blob a manifest names: that manifest stays broken whatever is retried."""
 
 
 class TooManyRequests(RegistryError):

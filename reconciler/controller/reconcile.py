@@ -16,16 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from converters.errors import LayerRejected
 from converters.limits import LayerLimits
-from harbor_api.errors import AcceldError, DigestMismatch, InvalidManifest, NotFound, RegistryError
+from harbor_api.errors import AcceldError, DigestMismatch, PermanentError, RegistryError
 from harbor_api.oci import Index, Manifest, Platform
 from policies.desired import FormatWanted, desired_formats, is_never_original, next_due
 from policies.model import Policy
 from reconciler.controller.observed_formats import ReferrerFormats
 from reconciler.controller.sources import Source
-from reconciler.conversion.disk_budget import BudgetTooSmall, DiskBudget, space_needed
-from reconciler.conversion.errors import ConversionRefused
+from reconciler.conversion.disk_budget import DiskBudget, space_needed
 from reconciler.conversion.image_conversion import ConversionResult, convert_image
 from reconciler.conversion.layer_conversion import ConversionOptions
 from reconciler.conversion.layer_process import ConverterCrashed
@@ -52,10 +50,7 @@ class Outcome:
 
 def is_terminal(error: BaseException) -> bool:
     """Whether retrying `error` cannot help: the image itself is refused or broken."""
-    if isinstance(error, ConversionRefused | LayerRejected | InvalidManifest | BudgetTooSmall):
-        return True
-    # A manifest that references a blob the registry does not have stays broken.
-    return isinstance(error, NotFound) and "/blobs/" in error.request
+    return isinstance(error, PermanentError)
 
 
 def is_transient(error: BaseException) -> bool:

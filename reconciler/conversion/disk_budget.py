@@ -11,13 +11,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from harbor_api.errors import AcceldError
+from harbor_api.errors import PermanentError
 
 # Downloaded source + converter spill + converted output, each about the compressed size.
 SPACE_PER_LAYER_BYTE = 3
 
 
-class BudgetTooSmall(AcceldError):
+class BudgetTooSmall(PermanentError):
     """The work directory budget cannot hold even one layer of this image."""
 
 

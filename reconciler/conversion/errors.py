@@ -6,10 +6,10 @@ layer the converter cannot read raises `converters.errors.LayerRejected`, also t
 
 from __future__ import annotations
 
-from harbor_api.errors import AcceldError
+from harbor_api.errors import PermanentError
 
 
-class ConversionRefused(AcceldError):
+class ConversionRefused(PermanentError):
     """The original cannot be converted; retrying it unchanged will fail the same way."""
 
 
