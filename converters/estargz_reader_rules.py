@@ -44,13 +44,30 @@ class _Entry(Protocol):
 
 def check_header(header: th.TarHeader, where: str) -> None:
     """Refuse an entry whose names or numbers the TOC cannot carry unchanged."""
-    name = display(header.name)
-    _check_utf8(header.name, f"{where}: entry name {name!r}")
-    if header.typeflag in (th.LINK, th.SYMLINK):
-        _check_utf8(header.linkname, f"{where}: link target of {name!r}")
+    device = header.typeflag in (th.CHAR, th.BLOCKDEV)
+    # One comparison chain per entry: layers of 400,000 entries pass through here.
+    if not (
+        0 <= header.uid <= MAX_ID
+        and 0 <= header.gid <= MAX_ID
+        and 0 <= header.mode <= MAX_MODE
+        and 0 <= header.size <= MAX_SIZE
+        and MIN_MTIME <= header.mtime <= MAX_MTIME
+        and (not device or (0 <= header.devmajor <= MAX_ID and 0 <= header.devminor <= MAX_ID))
+    ):
+        _refuse_number(header, where, device)
+    if not (header.name.isascii() and header.linkname.isascii()):
+        name = display(header.name)
+        _check_utf8(header.name, f"{where}: entry name {name!r}")
+        if header.typeflag in (th.LINK, th.SYMLINK):
+            _check_utf8(header.linkname, f"{where}: link target of {name!r}")
     for key, _ in header.pax:
         if key.startswith(th.XATTR_PREFIX):
-            _check_utf8(key[len(th.XATTR_PREFIX) :], f"{where}: xattr name of {name!r}")
+            _check_utf8(
+                key[len(th.XATTR_PREFIX) :], f"{where}: xattr name of {display(header.name)!r}"
+            )
+
+
+def _refuse_number(header: th.TarHeader, where: str, device: bool) -> None:
     numbers = [
         ("uid", header.uid, 0, MAX_ID),
         ("gid", header.gid, 0, MAX_ID),
@@ -58,7 +75,7 @@ def check_header(header: th.TarHeader, where: str) -> None:
         ("size", header.size, 0, MAX_SIZE),
         ("mtime", header.mtime, MIN_MTIME, MAX_MTIME),
     ]
-    if header.typeflag in (th.CHAR, th.BLOCKDEV):
+    if device:
         numbers += [
             ("devmajor", header.devmajor, 0, MAX_ID),
             ("devminor", header.devminor, 0, MAX_ID),
@@ -66,8 +83,8 @@ def check_header(header: th.TarHeader, where: str) -> None:
     for field, value, low, high in numbers:
         if not low <= value <= high:
             raise LayerRejected(
-                f"{where}: {field} {_short(value)} of {name!r} is outside {low}..{high}, "
-                "what an eStargz reader can represent"
+                f"{where}: {field} {_short(value)} of {display(header.name)!r} is outside "
+                f"{low}..{high}, what an eStargz reader can represent"
             )
 
 
