@@ -181,3 +181,14 @@ def test_truncated_gzip_is_rejected(tmp_path: Path) -> None:
     source = compress(build_tar(every_kind()), "gzip")
     with pytest.raises(LayerRejected, match="truncated gzip stream"):
         _convert(source[: len(source) // 2], tmp_path)
+
+
+def test_descriptors_carry_the_annotations_nydus_snapshotter_and_harbor_read(
+    tmp_path: Path,
+) -> None:
+    image = convert_image([build_tar([item("a", data=b"a")])], tmp_path / "out")
+    assert image.layers[0].annotations() == {"containerd.io/snapshot/nydus-blob": "true"}
+    assert image.bootstrap_layer.annotations() == {
+        "containerd.io/snapshot/nydus-bootstrap": "true",
+        "containerd.io/snapshot/nydus-fs-version": "6",
+    }

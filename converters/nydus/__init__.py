@@ -2,17 +2,15 @@
 merge into one bootstrap layer. Pure: streams in, files out, no external binary, no network.
 """
 
-from converters.nydus.image import (
+from converters.nydus.image import BootstrapLayer, write_bootstrap_layer
+from converters.nydus.layer import NydusLayer, convert_layer
+from converters.nydus.media import (
     ANNOTATION_BLOB,
     ANNOTATION_BOOTSTRAP,
     ANNOTATION_FS_VERSION,
     MEDIA_TYPE_BLOB,
     MEDIA_TYPE_BOOTSTRAP,
-    BootstrapLayer,
-    blob_annotations,
-    write_bootstrap_layer,
 )
-from converters.nydus.layer import NydusLayer, convert_layer
 from converters.nydus.options import NydusOptions
 
 __all__ = [
@@ -24,7 +22,6 @@ __all__ = [
     "BootstrapLayer",
     "NydusLayer",
     "NydusOptions",
-    "blob_annotations",
     "convert_layer",
     "write_bootstrap_layer",
 ]

@@ -17,14 +17,10 @@ from typing import BinaryIO
 from converters import tar_header as th
 from converters.nydus.bootstrap import write_bootstrap
 from converters.nydus.layer import NydusLayer, bootstrap_format
+from converters.nydus.media import ANNOTATION_BOOTSTRAP, ANNOTATION_FS_VERSION
 from converters.nydus.merge import merge_trees
 from converters.nydus.options import NydusOptions
 
-ANNOTATION_BLOB = "containerd.io/snapshot/nydus-blob"
-ANNOTATION_BOOTSTRAP = "containerd.io/snapshot/nydus-bootstrap"
-ANNOTATION_FS_VERSION = "containerd.io/snapshot/nydus-fs-version"
-MEDIA_TYPE_BLOB = "application/vnd.oci.image.layer.nydus.blob.v1"
-MEDIA_TYPE_BOOTSTRAP = "application/vnd.oci.image.layer.v1.tar+gzip"
 _GZIP_LEVEL = 9
 
 
@@ -43,11 +39,6 @@ class BootstrapLayer:
 
     def annotations(self) -> dict[str, str]:
         return {ANNOTATION_BOOTSTRAP: "true", ANNOTATION_FS_VERSION: "6"}
-
-
-def blob_annotations() -> dict[str, str]:
-    """Annotations of every nydus blob layer descriptor."""
-    return {ANNOTATION_BLOB: "true"}
 
 
 def write_bootstrap_layer(

@@ -23,6 +23,7 @@ from converters.layer_source import LayerSource
 from converters.nydus import ondisk
 from converters.nydus.bootstrap import BootstrapFormat, write_bootstrap
 from converters.nydus.chunks import ChunkWriter
+from converters.nydus.media import ANNOTATION_BLOB
 from converters.nydus.options import NydusOptions
 from converters.nydus.tree import BlobFacts, Inode, LayerChunks
 from converters.nydus.tree_builder import TreeBuilder, inode_from_header
@@ -47,6 +48,10 @@ class NydusLayer:
     blob_meta: bytes
     """The `<hex>.blob.meta` file of the bootstrap layer: chunk infos, zero padding to 4 KiB,
     the 4 KiB header; b"" without file data."""
+
+    def annotations(self) -> dict[str, str]:
+        """The blob layer descriptor's annotations."""
+        return {ANNOTATION_BLOB: "true"}
 
 
 def bootstrap_format(options: NydusOptions, *, merged: bool) -> BootstrapFormat:
