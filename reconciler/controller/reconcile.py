@@ -10,25 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from converters.limits import LayerLimits
 from harbor_api.errors import AcceldError, DigestMismatch, PermanentError, RegistryError
-from harbor_api.oci import Index, Manifest, Platform
-from policies.desired import FormatWanted, desired_formats, is_never_original, next_due
+from harbor_api.oci import Platform
+from policies.desired import FormatWanted, Original, desired_formats, is_never_original, next_due
 from policies.model import Policy
-from reconciler.controller.observed_formats import ReferrerFormats
-from reconciler.controller.sources import Source
 from reconciler.conversion.disk_budget import DiskBudget, space_needed
-from reconciler.conversion.image_conversion import ConversionResult, convert_image
+from reconciler.conversion.image_conversion import ConversionResult
 from reconciler.conversion.layer_conversion import ConversionOptions
 from reconciler.conversion.layer_process import ConverterCrashed
 from reconciler.state.keys import Key
-from reconciler.state.store import LayerCache
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +50,8 @@ def is_terminal(error: BaseException) -> bool:
 
 
 def is_transient(error: BaseException) -> bool:
-    return isinstance(
+    """Whether `error` is an expected failure that a later attempt may not meet."""
+    return not is_terminal(error) and isinstance(
         error, RegistryError | DigestMismatch | NotVisibleYet | ConverterCrashed | OSError
     )
 
@@ -71,30 +68,69 @@ def _platforms(policies: Sequence[Policy], want: FormatWanted) -> tuple[Platform
     return tuple(chosen)
 
 
+class Originals(Protocol):
+    """Where the reconcile step reads an original afresh."""
+
+    def describe(self, repository: str, digest: str) -> Original | None:
+        """The original as it is now; None when it is gone."""
+
+
+class ObservedFormats(Protocol):
+    """Which accelerated formats an original's referrers are."""
+
+    def observed(self, repository: str, digest: str) -> set[str | None]: ...
+
+    def remember(self, digest: str, format: str) -> None:
+        """Record the format of a manifest acceld just pushed (no read needed later)."""
+
+
+class Images(Protocol):
+    """The registry as the reconcile step needs it: convert, and see what was pushed."""
+
+    def largest_layer(self, repository: str, digest: str, platforms: Sequence[Platform]) -> int: ...
+
+    def convert(
+        self,
+        repository: str,
+        digest: str,
+        format: str,
+        options: ConversionOptions,
+        source_tags: Sequence[str],
+    ) -> ConversionResult: ...
+
+    def referrer_digests(self, repository: str, digest: str) -> Iterable[str]: ...
+
+
 class Reconciler:
+    """Decides and does what one key `(repository, digest, format)` needs, from live state.
+
+    It holds no state of its own between calls: the original, the policies' wishes and the
+    referrers are read afresh each time, so a duplicate or stale key costs one cheap look.
+    Conversions reserve room in the work directory's `budget` for their largest layer.
+    """
+
     def __init__(
         self,
-        source: Source,
+        originals: Originals,
         policies: Sequence[Policy],
-        formats: ReferrerFormats,
-        layer_cache: LayerCache,
+        formats: ObservedFormats,
+        images: Images,
         *,
-        work_dir: Path,
         budget: DiskBudget,
         limits: LayerLimits,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.source = source
+        self.originals = originals
         self.policies = tuple(policies)
         self.formats = formats
-        self.layer_cache = layer_cache
-        self.work_dir = work_dir
+        self.images = images
         self.budget = budget
         self.limits = limits
         self.now = now
 
     def reconcile(self, key: Key) -> Outcome:
-        original = self.source.describe(key.repository, key.digest)
+        """What `key` needed: an `Outcome`, or an error (`is_terminal` ones quarantine it)."""
+        original = self.originals.describe(key.repository, key.digest)
         if original is None:
             return Outcome("gone", "the original no longer exists")
         refused = is_never_original(original)
@@ -113,9 +149,9 @@ class Reconciler:
         self.formats.remember(result.converted.digest, key.format)
         for manifest in result.manifests:
             self.formats.remember(manifest.digest, key.format)
-        if result.converted.digest not in {
-            d.digest for d in self.source.registry.referrers(key.repository, key.digest)
-        }:
+        if result.converted.digest not in set(
+            self.images.referrer_digests(key.repository, key.digest)
+        ):
             raise NotVisibleYet(
                 f"{key.repository}@{result.converted.digest} was pushed but is not listed among "
                 f"the referrers of {key.digest} yet"
@@ -128,28 +164,6 @@ class Reconciler:
             platforms=_platforms(self.policies, want),
             layer=dataclasses.replace(want.options.layer, limits=self.limits),
         )
-        largest = self._largest_layer(key, options.platforms)
+        largest = self.images.largest_layer(key.repository, key.digest, options.platforms)
         with self.budget.reserve(space_needed(largest)):
-            return convert_image(
-                self.source.registry,
-                key.repository,
-                key.digest,
-                key.format,
-                options,
-                work_dir=self.work_dir,
-                layer_cache=self.layer_cache,
-                source_tags=want.tags,
-            )
-
-    def _largest_layer(self, key: Key, platforms: tuple[Platform, ...]) -> int:
-        registry = self.source.registry
-        content = registry.get_manifest(key.repository, key.digest).content
-        manifests: list[Manifest] = []
-        if isinstance(content, Index):
-            for child in content.image_manifests(platforms):
-                child_content = registry.get_manifest(key.repository, child.digest).content
-                if isinstance(child_content, Manifest):
-                    manifests.append(child_content)
-        else:
-            manifests.append(content)
-        return max((layer.size for m in manifests for layer in m.layers), default=0)
+            return self.images.convert(key.repository, key.digest, key.format, options, want.tags)

@@ -125,6 +125,50 @@ class ConversionResult:
         return sum(m.bytes_uploaded for m in self.manifests)
 
 
+class RegistryImages:
+    """Image conversion against one registry, as the reconcile step uses it."""
+
+    def __init__(self, registry: RegistryClient, *, work_dir: Path, layer_cache: LayerCache):
+        self.registry = registry
+        self.work_dir = work_dir
+        self.layer_cache = layer_cache
+
+    def largest_layer(self, repository: str, digest: str, platforms: Sequence[Platform]) -> int:
+        """The compressed size of the largest layer conversion would read."""
+        content = self.registry.get_manifest(repository, digest).content
+        manifests: list[Manifest] = []
+        if isinstance(content, Index):
+            for child in content.image_manifests(platforms):
+                child_content = self.registry.get_manifest(repository, child.digest).content
+                if isinstance(child_content, Manifest):
+                    manifests.append(child_content)
+        else:
+            manifests.append(content)
+        return max((layer.size for m in manifests for layer in m.layers), default=0)
+
+    def convert(
+        self,
+        repository: str,
+        digest: str,
+        format: str,
+        options: ConversionOptions,
+        source_tags: Sequence[str],
+    ) -> ConversionResult:
+        return convert_image(
+            self.registry,
+            repository,
+            digest,
+            format,
+            options,
+            work_dir=self.work_dir,
+            layer_cache=self.layer_cache,
+            source_tags=source_tags,
+        )
+
+    def referrer_digests(self, repository: str, digest: str) -> list[str]:
+        return [d.digest for d in self.registry.referrers(repository, digest)]
+
+
 def target_tags(source_tags: Sequence[str], suffix: str) -> tuple[str, ...]:
     """`<tag><suffix>` for each source tag, refusing results that are not valid tags."""
     if not suffix:

@@ -22,6 +22,7 @@ from reconciler.controller.observed_formats import ReferrerFormats
 from reconciler.controller.reconcile import Reconciler
 from reconciler.controller.sources import Source
 from reconciler.conversion.disk_budget import DiskBudget
+from reconciler.conversion.image_conversion import RegistryImages
 from reconciler.conversion.work_area import own_area
 from reconciler.observability.metrics import Metrics
 from reconciler.service.clients import build_source
@@ -87,8 +88,7 @@ def _assemble(
         source,
         config.policies,
         referrer_formats,
-        store,
-        work_dir=work_dir,
+        RegistryImages(source.registry, work_dir=work_dir, layer_cache=store),
         budget=budget,
         limits=config.limits,
     )
