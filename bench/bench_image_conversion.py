@@ -26,7 +26,8 @@ from reconciler.conversion.image_conversion import (
     ConversionResult,
     convert_image,
 )
-from reconciler.state.sqlite_store import SqliteStateStore
+from reconciler.state.clock import SystemClock
+from reconciler.state.sqlite_state import open_sqlite_state
 from tests.support.images import Entry, push_image
 from tests.support.registry_server import start_registry
 
@@ -75,7 +76,7 @@ def main() -> int:
             push_image(registry.url, "bench/app", "v1", image)
             push_image(registry.url, "bench/copy", "v1", image)
             options = ConversionOptions(layer=EstargzOptions(compression_level=args.level))
-            store = SqliteStateStore(root / "state.db")
+            store = open_sqlite_state(root / "state.db", SystemClock())
             with RegistryClient(registry.host, tls=TlsOptions(plain_http=True)) as client:
 
                 def run(repository: str) -> tuple[ConversionResult, float]:
@@ -87,7 +88,7 @@ def main() -> int:
                         "estargz",
                         options,
                         work_dir=root / "work",
-                        layer_cache=store,
+                        layer_cache=store.layers,
                     )
                     return result, time.perf_counter() - started
 

@@ -16,8 +16,9 @@ import threading
 import time
 from pathlib import Path
 
+from reconciler.state.clock import SystemClock
 from reconciler.state.keys import Key
-from reconciler.state.sqlite_store import SqliteStateStore
+from reconciler.state.sqlite_state import open_sqlite_state
 
 
 def key(n: int) -> Key:
@@ -44,29 +45,31 @@ def baseline(path: Path, keys: int) -> float:
 
 
 def single(path: Path, keys: int) -> float:
-    store = SqliteStateStore(path)
+    store = open_sqlite_state(path, SystemClock())
+    queue = store.queue
     started = time.perf_counter()
     for n in range(keys):
-        store.add(key(n))
-        (lease,) = store.lease("bench", 1)
-        store.done(lease)
+        queue.add(key(n))
+        (lease,) = queue.lease("bench", 1)
+        queue.done(lease)
     elapsed = time.perf_counter() - started
     store.close()
     return keys / elapsed
 
 
 def threaded(path: Path, keys: int, threads: int) -> float:
-    store = SqliteStateStore(path)
+    store = open_sqlite_state(path, SystemClock())
+    queue = store.queue
     for n in range(keys):
-        store.add(key(n), 0.0)
+        queue.add(key(n), 0.0)
     deadline = time.monotonic() + 120
 
     def work(slot: int) -> None:
         while time.monotonic() < deadline:
-            leases = store.lease(f"bench-{slot}", 1)
+            leases = queue.lease(f"bench-{slot}", 1)
             if not leases:
                 return
-            store.done(leases[0])
+            queue.done(leases[0])
 
     started = time.perf_counter()
     workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
@@ -75,7 +78,7 @@ def threaded(path: Path, keys: int, threads: int) -> float:
     for worker in workers:
         worker.join()
     elapsed = time.perf_counter() - started
-    left = store.counts().pending
+    left = queue.counts().pending
     store.close()
     if left:
         raise SystemExit(f"threaded run left {left} keys pending")

@@ -1,6 +1,6 @@
 """How fast the webhook endpoint answers while conversions load the CPU.
 
-Serves the real app (`HttpApp` behind `HttpServer`) on loopback with a real `SqliteStateStore`
+Serves the real app (`HttpApp` behind `HttpServer`) on loopback with a real SQLite state store
 as the queue, runs two eStargz conversions of a synthetic layer in background threads (the
 real `convert_layer`, in a loop), and sends webhooks at a fixed rate from a second process,
 a new connection per request as Harbor's job service does. The same loop against `/healthz`,
@@ -42,8 +42,10 @@ from reconciler.conversion.layer_process import convert_layer_file
 from reconciler.observability.metrics import Metrics
 from reconciler.service.http_app import HttpApp
 from reconciler.service.http_server import HttpServer
+from reconciler.state.clock import SystemClock
 from reconciler.state.keys import Key
-from reconciler.state.sqlite_store import SqliteStateStore
+from reconciler.state.sqlite_state import open_sqlite_state
+from reconciler.state.store import KeyQueue
 
 AUTHORIZATION = "bench-webhook-secret"
 P99_TARGET = 0.050
@@ -189,10 +191,10 @@ def summary(name: str, times: list[float]) -> dict[str, float]:
     return figures
 
 
-def enqueue_into(store: SqliteStateStore) -> Callable[[tuple[ArtifactEvent, ...]], int]:
+def enqueue_into(keys: KeyQueue) -> Callable[[tuple[ArtifactEvent, ...]], int]:
     def enqueue(events: tuple[ArtifactEvent, ...]) -> int:
         for event in events:
-            store.add(Key(event.repository, event.digest, "estargz"))
+            keys.add(Key(event.repository, event.digest, "estargz"))
         return len(events)
 
     return enqueue
@@ -222,11 +224,11 @@ def main() -> int:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
     with tempfile.TemporaryDirectory(prefix="acceld-bench-") as tmp:
-        store = SqliteStateStore(Path(tmp) / "state.db")
+        store = open_sqlite_state(Path(tmp) / "state.db", SystemClock())
         metrics = Metrics(CollectorRegistry(), formats=("estargz",))
         app = HttpApp(
             webhook_secret=AUTHORIZATION,
-            enqueue=enqueue_into(store),
+            enqueue=enqueue_into(store.queue),
             readiness=lambda: {"state_store": True},
             metrics=metrics,
         )
@@ -254,7 +256,7 @@ def main() -> int:
             converted = conversions.done
         finally:
             server.stop()
-        queued = store.counts().pending
+        queued = store.queue.counts().pending
         store.close()
 
     baseline = summary("/healthz", base)

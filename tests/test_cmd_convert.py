@@ -196,9 +196,9 @@ def test_refusals_and_registry_errors_are_one_line_without_traceback(
 
     assert refused.returncode == 1
     assert refused.stderr == (
-        f"acceld: error: cmd/chart@{chart.digest}: config media type "
-        "'application/vnd.cncf.helm.config.v1+json' is not an image config (artifact type "
-        "'application/vnd.cncf.helm.config.v1+json'); only container images are converted\n"
+        f"acceld: error: cmd/chart@{chart.digest}: its artifact type "
+        "application/vnd.cncf.helm.config.v1+json is not an image config; "
+        "only container images are converted\n"
     )
     assert missing.returncode == 1
     assert missing.stderr.startswith("acceld: error: GET ")

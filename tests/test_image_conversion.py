@@ -35,7 +35,9 @@ from reconciler.conversion.image_conversion import (
     target_tags,
 )
 from reconciler.conversion.layer_conversion import check_convertible_layer
-from reconciler.state.sqlite_store import SqliteStateStore
+from reconciler.state.clock import SystemClock
+from reconciler.state.sqlite_state import open_sqlite_state
+from reconciler.state.store import LayerCache
 from tests.support.converted_images import (
     check_converted_manifest,
     fallback_referrers,
@@ -67,9 +69,9 @@ def client(registry: RunningRegistry) -> Iterator[RegistryClient]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SqliteStateStore]:
-    opened = SqliteStateStore(tmp_path / "state.db")
-    yield opened
+def layer_cache(tmp_path: Path) -> Iterator[LayerCache]:
+    opened = open_sqlite_state(tmp_path / "state.db", SystemClock())
+    yield opened.layers
     opened.close()
 
 
@@ -103,8 +105,8 @@ class Convert(Protocol):
 
 
 @pytest.fixture
-def convert(client: RegistryClient, store: SqliteStateStore, work_dir: Path) -> Convert:
-    """estargz conversion with the test's store and work dir (level 1: fast)."""
+def convert(client: RegistryClient, layer_cache: LayerCache, work_dir: Path) -> Convert:
+    """estargz conversion with the test's layer cache and work dir (level 1: fast)."""
 
     def run(
         repository: str,
@@ -120,7 +122,7 @@ def convert(client: RegistryClient, store: SqliteStateStore, work_dir: Path) -> 
             "estargz",
             options,
             work_dir=work_dir,
-            layer_cache=store,
+            layer_cache=layer_cache,
             source_tags=source_tags,
         )
 
@@ -150,7 +152,7 @@ def test_image_with_hardlinks_and_whiteouts_is_converted_tagged_and_linked(
 
 
 def test_progress_reports_every_stage_of_every_layer(
-    registry: RunningRegistry, client: RegistryClient, store: SqliteStateStore, work_dir: Path
+    registry: RunningRegistry, client: RegistryClient, layer_cache: LayerCache, work_dir: Path
 ) -> None:
     repo = "conv/progress"
     pushed = push_image(registry.url, repo, "v1")
@@ -164,7 +166,7 @@ def test_progress_reports_every_stage_of_every_layer(
             "estargz",
             OPTIONS,
             work_dir=work_dir,
-            layer_cache=store,
+            layer_cache=layer_cache,
             progress=events.append,
         )
 
@@ -222,9 +224,9 @@ def test_same_image_converts_to_the_same_digests_without_the_cache(
     push_image(registry.url, repo, "v1")
     digests = []
     for run in ("a", "b"):
-        fresh = SqliteStateStore(tmp_path / f"state-{run}.db")
+        fresh = open_sqlite_state(tmp_path / f"state-{run}.db", SystemClock())
         result = convert_image(
-            client, repo, "v1", "estargz", OPTIONS, work_dir=work_dir, layer_cache=fresh
+            client, repo, "v1", "estargz", OPTIONS, work_dir=work_dir, layer_cache=fresh.layers
         )
         fresh.close()
         assert not any(layer.cached for layer in result.manifests[0].layers)
@@ -503,11 +505,11 @@ def test_foreign_layer_descriptors_are_refused(layer: Descriptor) -> None:
 
 
 def test_unknown_format_is_refused_before_any_request(
-    client: RegistryClient, store: SqliteStateStore, work_dir: Path
+    client: RegistryClient, layer_cache: LayerCache, work_dir: Path
 ) -> None:
     with pytest.raises(UnsupportedFormat, match="'nydus' is not supported"):
         convert_image(
-            client, "conv/none", "v1", "nydus", OPTIONS, work_dir=work_dir, layer_cache=store
+            client, "conv/none", "v1", "nydus", OPTIONS, work_dir=work_dir, layer_cache=layer_cache
         )
 
 

@@ -22,7 +22,8 @@ from reconciler.conversion.image_conversion import (
     ConversionResult,
     convert_image,
 )
-from reconciler.state.sqlite_store import SqliteStateStore
+from reconciler.state.clock import SystemClock
+from reconciler.state.sqlite_state import open_sqlite_state
 from tests.support.converted_images import (
     check_converted_manifest,
     fallback_referrers,
@@ -42,7 +43,7 @@ MIB = 1 << 20
 
 def _convert(registry: RunningRegistry, repository: str, work_dir: Path) -> ConversionResult:
     """Convert `repository:v1` at compression level 1 with a fresh layer cache."""
-    store = SqliteStateStore(work_dir.parent / f"state-{work_dir.name}.db")
+    store = open_sqlite_state(work_dir.parent / f"state-{work_dir.name}.db", SystemClock())
     try:
         with RegistryClient(registry.host, tls=TlsOptions(plain_http=True)) as client:
             return convert_image(
@@ -52,7 +53,7 @@ def _convert(registry: RunningRegistry, repository: str, work_dir: Path) -> Conv
                 "estargz",
                 ConversionOptions(layer=EstargzOptions(compression_level=1)),
                 work_dir=work_dir,
-                layer_cache=store,
+                layer_cache=store.layers,
             )
     finally:
         store.close()

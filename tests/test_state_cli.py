@@ -14,28 +14,36 @@ import pytest
 from click.testing import CliRunner
 
 from reconciler.cli import cli
+from reconciler.state.clock import SystemClock
 from reconciler.state.keys import Key
-from reconciler.state.sqlite_store import SqliteStateStore, state_db_path
+from reconciler.state.sqlite_database import state_db_path
+from reconciler.state.sqlite_state import open_sqlite_state
+from reconciler.state.store import StateStore
+from tests.support.clock import FakeClock
 
 
 def key(n: int) -> Key:
     return Key(f"library/app{n}", f"sha256:{n:064x}", "estargz")
 
 
+def _open(state_dir: Path) -> StateStore:
+    return open_sqlite_state(state_dir / "state.db", SystemClock())
+
+
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     """Five keys: one pending, one in progress, one backing off, one quarantined; two scans."""
     directory = tmp_path / "state"
-    store = SqliteStateStore(state_db_path(directory, must_exist=False))
     now = time.time()
+    store = open_sqlite_state(state_db_path(directory, must_exist=False), FakeClock(now))
     for n in range(1, 5):
-        store.add(key(n), now - 10, policy_fingerprint="fp-1")
-    leases = {lease.key: lease for lease in store.lease("serve-worker-0", 3, now)}
-    store.retry_later(leases[key(2)], "GET /v2/library/app2/blobs/x: HTTP 503\nupstream", now)
-    store.quarantine(leases[key(3)], "layer 1: not a tar stream", now)
-    store.scan_started("full", now - 660)
-    store.scan_finished("full", now - 660, now - 600, {("web", "estargz"): 4})
-    store.scan_started("incremental", now - 5)
+        store.queue.add(key(n), now - 10, policy_fingerprint="fp-1")
+    leases = {lease.key: lease for lease in store.queue.lease("serve-worker-0", 3)}
+    store.queue.retry_later(leases[key(2)], "GET /v2/library/app2/blobs/x: HTTP 503\nupstream")
+    store.queue.quarantine(leases[key(3)], "layer 1: not a tar stream")
+    store.scans.scan_started("full", now - 660)
+    store.scans.scan_finished("full", now - 660, now - 600, {("web", "estargz"): 4})
+    store.scans.scan_started("incremental", now - 5)
     store.close()
     return directory
 
@@ -94,18 +102,18 @@ def test_retry_key_puts_a_quarantined_key_back_in_the_queue(state_dir: Path) -> 
     result = CliRunner().invoke(cli, ["retry", str(key(3)), "--state-dir", str(state_dir)])
     assert result.exit_code == 0, result.output
     assert result.output == f"{key(3)} back in the queue\n"
-    store = SqliteStateStore(state_dir / "state.db")
-    assert store.counts().quarantined == 0
-    assert key(3) in {lease.key for lease in store.lease("w", 10)}
+    keys = _open(state_dir).queue
+    assert keys.counts().quarantined == 0
+    assert key(3) in {lease.key for lease in keys.lease("w", 10)}
 
 
 def test_retry_all_moves_quarantined_and_backing_off_keys(state_dir: Path) -> None:
     result = CliRunner().invoke(cli, ["retry", "--all", "--state-dir", str(state_dir)])
     assert result.exit_code == 0, result.output
     assert result.output == "2 keys back in the queue\n"
-    store = SqliteStateStore(state_dir / "state.db")
-    assert store.failing() == []
-    assert store.quarantined() == []
+    keys = _open(state_dir).queue
+    assert keys.failing() == []
+    assert keys.quarantined() == []
 
 
 def _acceld(*args: str) -> subprocess.CompletedProcess[str]:
@@ -124,7 +132,7 @@ def test_retry_of_a_key_with_nothing_to_retry_is_a_one_line_error(state_dir: Pat
     assert done.stderr == (
         f"acceld: error: {key(1)} is neither quarantined nor backing off (see acceld status)\n"
     )
-    assert SqliteStateStore(state_dir / "state.db").counts().in_progress == 1
+    assert _open(state_dir).queue.counts().in_progress == 1
 
 
 @pytest.mark.parametrize(
@@ -155,7 +163,7 @@ def test_status_reads_only_the_state_dir_so_the_daemons_secrets_need_not_be_at_h
     tmp_path: Path,
 ) -> None:
     state = tmp_path / "state"
-    SqliteStateStore(state_db_path(state, must_exist=False)).close()
+    open_sqlite_state(state_db_path(state, must_exist=False), SystemClock()).close()
     config = tmp_path / "config.yaml"
     config.write_text(
         "source: {kind: harbor, url: 'https://harbor.example', username: 'robot$a',"

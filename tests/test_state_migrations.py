@@ -7,10 +7,16 @@ import pytest
 
 from reconciler.state.keys import Key
 from reconciler.state.migrations import SCHEMA_VERSION
-from reconciler.state.sqlite_store import STATE_DB, SqliteStateStore, state_db_path
-from reconciler.state.store import StateError
+from reconciler.state.sqlite_database import STATE_DB, state_db_path
+from reconciler.state.sqlite_state import open_sqlite_state
+from reconciler.state.store import StateError, StateStore
+from tests.support.clock import FakeClock
 
 KEY = Key("proj/app", "sha256:" + "cd" * 32, "estargz")
+
+
+def _open(path: Path) -> StateStore:
+    return open_sqlite_state(path, FakeClock())
 
 
 def _version(path: Path) -> int:
@@ -21,7 +27,7 @@ def _version(path: Path) -> int:
 
 def test_an_empty_directory_gets_a_current_schema_in_wal_mode(tmp_path: Path) -> None:
     path = state_db_path(tmp_path / "state", must_exist=False)
-    SqliteStateStore(path).close()
+    _open(path).close()
     assert path == tmp_path / "state" / STATE_DB
     assert (tmp_path / "state").stat().st_mode & 0o777 == 0o700
     assert _version(path) == SCHEMA_VERSION
@@ -33,24 +39,24 @@ def test_an_empty_directory_gets_a_current_schema_in_wal_mode(tmp_path: Path) ->
 
 def test_reopening_keeps_the_data_and_the_single_version_row(tmp_path: Path) -> None:
     path = tmp_path / STATE_DB
-    store = SqliteStateStore(path)
-    store.add(KEY, 1.0)
+    store = _open(path)
+    store.queue.add(KEY, 1.0)
     store.close()
     for _ in range(3):
-        SqliteStateStore(path).close()
+        _open(path).close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone() == (1,)
-    assert SqliteStateStore(path).counts().pending == 1
+    assert _open(path).queue.counts().pending == 1
 
 
 def test_a_database_from_a_newer_acceld_is_refused_untouched(tmp_path: Path) -> None:
     path = tmp_path / STATE_DB
-    SqliteStateStore(path).close()
+    _open(path).close()
     with sqlite3.connect(path) as conn:
         conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     before = path.read_bytes()
     with pytest.raises(StateError, match=f"schema version {SCHEMA_VERSION + 1} is newer"):
-        SqliteStateStore(path)
+        _open(path)
     assert _version(path) == SCHEMA_VERSION + 1
     assert path.read_bytes() == before
 
@@ -59,7 +65,7 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / STATE_DB
     path.write_bytes(b"not sqlite at all, just some bytes " * 50)
     with pytest.raises(StateError, match="cannot open the state database") as caught:
-        SqliteStateStore(path)
+        _open(path)
     assert str(path) in str(caught.value)
 
 

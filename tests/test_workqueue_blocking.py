@@ -10,18 +10,33 @@ from pathlib import Path
 
 import pytest
 
+from reconciler.state.clock import SystemClock
 from reconciler.state.keys import Key
-from reconciler.state.sqlite_store import SqliteStateStore
-from reconciler.state.store import Lease
+from reconciler.state.sqlite_state import open_sqlite_state
+from reconciler.state.store import KeyQueue, Lease, StateStore
 from reconciler.state.workqueue import WorkQueue
+from tests.support.clock import FakeClock
+from tests.support.daemon_process import wait_until
 
 KEY = Key("proj/app", "sha256:" + "ef" * 32, "estargz")
+LEASE_SECONDS = 60.0
 
 
 @pytest.fixture
-def queue(tmp_path: Path) -> Iterator[WorkQueue]:
-    store = SqliteStateStore(tmp_path / "state.db", lease_seconds=1.0)
-    work = WorkQueue(store, "serve", poll_seconds=5.0, heartbeat_seconds=0.2)
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def state(tmp_path: Path, clock: FakeClock) -> Iterator[StateStore]:
+    opened = open_sqlite_state(tmp_path / "state.db", clock, lease_seconds=LEASE_SECONDS)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def queue(state: StateStore, clock: FakeClock) -> Iterator[WorkQueue]:
+    work = WorkQueue(state.queue, "serve", clock, poll_seconds=5.0, heartbeat_seconds=0.05)
     work.start()
     yield work
     work.shut_down()
@@ -32,6 +47,22 @@ def _get_in_thread(queue: WorkQueue, timeout: float) -> tuple[threading.Thread, 
     thread = threading.Thread(target=lambda: got.append(queue.get(timeout)))
     thread.start()
     return thread, got
+
+
+def _renewed_at(keys: KeyQueue, clock: FakeClock) -> bool:
+    return [item.expires_at for item in keys.in_progress()] == [clock.now() + LEASE_SECONDS]
+
+
+def _kept_past_its_first_expiry(keys: KeyQueue, clock: FakeClock, db: Path) -> bool:
+    """Whether a lease taken now is still held, by the heartbeat's renewal, once it would have
+    expired: another process then finds nothing to release."""
+    clock.advance(LEASE_SECONDS - 10)
+    wait_until(lambda: _renewed_at(keys, clock), 5.0, "the heartbeat's renewal")
+    clock.advance(20)
+    other = open_sqlite_state(db, clock)
+    released = other.queue.release_expired()
+    other.close()
+    return released == 0
 
 
 def test_get_wakes_when_this_process_adds_a_key(queue: WorkQueue) -> None:
@@ -51,22 +82,29 @@ def test_get_gives_up_after_its_timeout(queue: WorkQueue) -> None:
     assert 0.3 <= time.monotonic() - started < 2.0
 
 
-def test_get_returns_a_delayed_key_when_it_comes_due(queue: WorkQueue) -> None:
-    queue.add(KEY, due_at=time.time() + 0.4)
+def test_get_waits_for_a_delayed_key_until_it_is_due_not_a_whole_poll(tmp_path: Path) -> None:
+    clock = SystemClock()
+    state = open_sqlite_state(tmp_path / "state.db", clock)
+    queue = WorkQueue(state.queue, "serve", clock, poll_seconds=5.0)
+    queue.add(KEY, due_at=clock.now() + 0.4)
     started = time.monotonic()
     lease = queue.get(5.0)
     assert lease is not None
     assert 0.35 <= time.monotonic() - started < 1.5
+    state.close()
 
 
-def test_get_finds_a_key_another_process_added(tmp_path: Path) -> None:
-    store = SqliteStateStore(tmp_path / "state.db")
-    queue = WorkQueue(store, "serve", poll_seconds=0.2)
+def test_get_finds_a_key_another_process_added(tmp_path: Path, clock: FakeClock) -> None:
+    state = open_sqlite_state(tmp_path / "state.db", clock)
+    queue = WorkQueue(state.queue, "serve", clock, poll_seconds=0.2)
     thread, got = _get_in_thread(queue, 10.0)
     time.sleep(0.1)
-    SqliteStateStore(tmp_path / "state.db").add(KEY)
+    other = open_sqlite_state(tmp_path / "state.db", clock)
+    other.queue.add(KEY)
     thread.join(timeout=5)
     assert got[0] is not None
+    other.close()
+    state.close()
 
 
 def test_shut_down_releases_waiting_workers(queue: WorkQueue) -> None:
@@ -79,19 +117,22 @@ def test_shut_down_releases_waiting_workers(queue: WorkQueue) -> None:
 
 
 def test_the_heartbeat_keeps_leases_past_their_first_expiry(
-    tmp_path: Path, queue: WorkQueue
+    tmp_path: Path, queue: WorkQueue, clock: FakeClock
 ) -> None:
     queue.add(KEY)
     lease = queue.get(1.0)
     assert lease is not None
-    time.sleep(2.0)
-    assert SqliteStateStore(tmp_path / "state.db").release_expired() == 0
-    assert queue.store.done(lease)
+    assert _kept_past_its_first_expiry(queue.keys, clock, tmp_path / "state.db")
+    assert queue.keys.done(lease)
 
 
-def test_the_heartbeat_outlasts_a_database_locked_by_another_process(tmp_path: Path) -> None:
-    store = SqliteStateStore(tmp_path / "state.db", lease_seconds=1.5, busy_timeout_seconds=0.05)
-    queue = WorkQueue(store, "serve", heartbeat_seconds=0.2)
+def test_the_heartbeat_outlasts_a_database_locked_by_another_process(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = open_sqlite_state(
+        tmp_path / "state.db", clock, lease_seconds=LEASE_SECONDS, busy_timeout_seconds=0.05
+    )
+    queue = WorkQueue(state.queue, "serve", clock, heartbeat_seconds=0.05)
     queue.start()
     try:
         queue.add(KEY)
@@ -99,11 +140,11 @@ def test_the_heartbeat_outlasts_a_database_locked_by_another_process(tmp_path: P
         assert lease is not None
         blocker = sqlite3.connect(tmp_path / "state.db", isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
-        time.sleep(0.7)
+        wait_until(lambda: "lease heartbeat failed" in caplog.messages, 5.0, "a failed heartbeat")
         blocker.execute("ROLLBACK")
         blocker.close()
-        time.sleep(1.2)
-        assert SqliteStateStore(tmp_path / "state.db").release_expired() == 0
-        assert store.done(lease)
+        assert _kept_past_its_first_expiry(state.queue, clock, tmp_path / "state.db")
+        assert state.queue.done(lease)
     finally:
         queue.shut_down()
+        state.close()

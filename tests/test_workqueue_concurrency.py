@@ -9,10 +9,14 @@ import subprocess
 import sys
 import threading
 import time
+from multiprocessing.synchronize import Barrier as BarrierType
 from pathlib import Path
 
+from reconciler.state.clock import SystemClock
 from reconciler.state.keys import Key
-from reconciler.state.sqlite_store import SqliteStateStore
+from reconciler.state.sqlite_state import open_sqlite_state
+from reconciler.state.store import KeyQueue
+from tests.support.clock import FakeClock
 
 KEYS = 120
 
@@ -21,13 +25,13 @@ def key(n: int) -> Key:
     return Key(f"proj/app{n % 7}", f"sha256:{n:064x}", "estargz")
 
 
-def _work(store: SqliteStateStore, owner: str, markers: Path, deadline: float) -> list[str]:
+def _work(keys: KeyQueue, owner: str, markers: Path, deadline: float) -> list[str]:
     """Lease and finish keys until the queue is empty; a marker file proves exclusive holding."""
     handled: list[str] = []
     while time.monotonic() < deadline:
-        leases = store.lease(owner, 2)
+        leases = keys.lease(owner, 2)
         if not leases:
-            counts = store.counts()
+            counts = keys.counts()
             if counts.pending == 0 and counts.in_progress == 0:
                 break
             time.sleep(0.005)
@@ -43,18 +47,23 @@ def _work(store: SqliteStateStore, owner: str, markers: Path, deadline: float) -
             os.close(fd)
             time.sleep(0.001)
             marker.unlink()
-            assert store.done(lease)
+            assert keys.done(lease)
             handled.append(str(lease.key))
     return handled
 
 
-def _process_worker(db: str, owner: str, markers: str, out: str, threads: int) -> None:
-    store = SqliteStateStore(Path(db))
+def _process_worker(
+    db: str, owner: str, markers: str, out: str, threads: int, start: BarrierType
+) -> None:
+    state = open_sqlite_state(Path(db), SystemClock())
     results: list[list[str]] = [[] for _ in range(threads)]
+    # Both processes start together: on a loaded machine the first would otherwise take every
+    # key before the second has imported anything.
+    start.wait(timeout=30)
     deadline = time.monotonic() + 30
 
     def run(slot: int) -> None:
-        results[slot] = _work(store, f"{owner}-{slot}", Path(markers), deadline)
+        results[slot] = _work(state.queue, f"{owner}-{slot}", Path(markers), deadline)
 
     workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
     for worker in workers:
@@ -64,21 +73,21 @@ def _process_worker(db: str, owner: str, markers: str, out: str, threads: int) -
     Path(out).write_text("\n".join(k for handled in results for k in handled))
 
 
-def _fill(store: SqliteStateStore) -> None:
+def _fill(keys: KeyQueue) -> None:
     for n in range(KEYS):
-        store.add(key(n))
+        keys.add(key(n))
 
 
 def test_many_threads_never_hold_one_key_at_once(tmp_path: Path) -> None:
-    store = SqliteStateStore(tmp_path / "state.db")
-    _fill(store)
+    state = open_sqlite_state(tmp_path / "state.db", SystemClock())
+    _fill(state.queue)
     markers = tmp_path / "markers"
     markers.mkdir()
     results: list[list[str]] = [[] for _ in range(8)]
     deadline = time.monotonic() + 30
 
     def run(slot: int) -> None:
-        results[slot] = _work(store, f"thread-{slot}", markers, deadline)
+        results[slot] = _work(state.queue, f"thread-{slot}", markers, deadline)
 
     workers = [threading.Thread(target=run, args=(i,)) for i in range(8)]
     for worker in workers:
@@ -93,15 +102,16 @@ def test_many_threads_never_hold_one_key_at_once(tmp_path: Path) -> None:
 
 def test_two_processes_on_one_state_dir_never_hold_one_key_at_once(tmp_path: Path) -> None:
     db = tmp_path / "state.db"
-    store = SqliteStateStore(db)
-    _fill(store)
+    state = open_sqlite_state(db, SystemClock())
+    _fill(state.queue)
     markers = tmp_path / "markers"
     markers.mkdir()
     context = multiprocessing.get_context("spawn")
     outs = [tmp_path / f"out-{i}" for i in range(2)]
+    start = context.Barrier(len(outs))
     processes = [
         context.Process(
-            target=_process_worker, args=(str(db), f"proc{i}", str(markers), str(out), 3)
+            target=_process_worker, args=(str(db), f"proc{i}", str(markers), str(out), 3, start)
         )
         for i, out in enumerate(outs)
     ]
@@ -109,7 +119,7 @@ def test_two_processes_on_one_state_dir_never_hold_one_key_at_once(tmp_path: Pat
         process.start()
     # Keys added while the others work: pending again or dirty, never doubly held.
     for n in range(0, KEYS, 3):
-        store.add(key(n))
+        state.queue.add(key(n))
     for process in processes:
         process.join(timeout=60)
         assert process.exitcode == 0
@@ -117,16 +127,16 @@ def test_two_processes_on_one_state_dir_never_hold_one_key_at_once(tmp_path: Pat
     assert not (tmp_path / "violations").exists()
     assert set(handled) == {str(key(n)) for n in range(KEYS)}
     assert all(out.read_text() for out in outs)
-    assert store.counts().pending == store.counts().in_progress == 0
+    assert state.queue.counts().pending == state.queue.counts().in_progress == 0
 
 
 _VICTIM = """
 import sys, time
 from pathlib import Path
-from reconciler.state.keys import Key
-from reconciler.state.sqlite_store import SqliteStateStore
-store = SqliteStateStore(Path(sys.argv[1]), lease_seconds=3600)
-leases = store.lease(sys.argv[2], 3)
+from reconciler.state.clock import SystemClock
+from reconciler.state.sqlite_state import open_sqlite_state
+state = open_sqlite_state(Path(sys.argv[1]), SystemClock(), lease_seconds=3600)
+leases = state.queue.lease(sys.argv[2], 3)
 print(len(leases), flush=True)
 time.sleep(60)
 """
@@ -148,22 +158,24 @@ def _leases_then_killed(db: Path, owner: str) -> None:
 
 
 def test_keys_of_a_killed_worker_process_become_pending_again(tmp_path: Path) -> None:
-    store = SqliteStateStore(tmp_path / "state.db")
+    clock = FakeClock(time.time())
+    keys = open_sqlite_state(tmp_path / "state.db", clock).queue
     for n in range(4):
-        store.add(key(n))
+        keys.add(key(n))
     _leases_then_killed(tmp_path / "state.db", "backfill")
-    assert store.counts().in_progress == 3
-    assert store.release_expired() == 3
-    assert store.counts().pending == 4
-    assert all("stopped without a result" in failing.last_error for failing in store.failing())
-    assert len(store.lease("serve", 10, time.time() + 2)) == 4
+    assert keys.counts().in_progress == 3
+    assert keys.release_expired() == 3
+    assert keys.counts().pending == 4
+    assert all("stopped without a result" in failing.last_error for failing in keys.failing())
+    clock.advance(2)
+    assert len(keys.lease("serve", 10)) == 4
 
 
 def test_a_restarted_owner_recovers_what_it_held_before(tmp_path: Path) -> None:
-    store = SqliteStateStore(tmp_path / "state.db")
+    keys = open_sqlite_state(tmp_path / "state.db", SystemClock()).queue
     for n in range(3):
-        store.add(key(n))
+        keys.add(key(n))
     _leases_then_killed(tmp_path / "state.db", "serve")
-    assert store.recover("other") == 0
-    assert store.recover("serve") == 3
-    assert store.counts().pending == 3
+    assert keys.recover("other") == 0
+    assert keys.recover("serve") == 3
+    assert keys.counts().pending == 3

@@ -13,8 +13,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from reconciler.state.backoff import Backoff
 from reconciler.state.keys import Key
-from reconciler.state.sqlite_store import SqliteStateStore
+from reconciler.state.sqlite_state import open_sqlite_state
 from reconciler.state.store import Lease
+from tests.support.clock import FakeClock
 
 KEYS = [Key(f"proj/app{n}", f"sha256:{n:064x}", "estargz") for n in range(4)]
 LEASE_SECONDS = 50.0
@@ -36,19 +37,25 @@ class QueueModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self._dir = tempfile.TemporaryDirectory()
-        self.store = SqliteStateStore(
+        self.clock = FakeClock(1000.0)
+        self.state = open_sqlite_state(
             Path(self._dir.name) / "state.db",
+            self.clock,
             lease_seconds=LEASE_SECONDS,
             backoff=BACKOFF,
             rng=random.Random(0),
         )
-        self.now = 1000.0
+        self.queue = self.state.queue
         self.rows: dict[Key, Row] = {}
         self.leases: dict[Key, Lease] = {}
         self.stale: list[Lease] = []
 
+    @property
+    def now(self) -> float:
+        return self.clock.now()
+
     def teardown(self) -> None:
-        self.store.close()
+        self.state.close()
         self._dir.cleanup()
 
     def _pending(self, key: Key, due: float, attempts: int, row: Row) -> None:
@@ -66,7 +73,7 @@ class QueueModel(RuleBasedStateMachine):
     )
     def add(self, key: Key, delay: float, fingerprint: str | None) -> None:
         due = self.now + delay
-        self.store.add(key, due, fingerprint)
+        self.queue.add(key, due, fingerprint)
         row = self.rows.get(key)
         if row is None:
             self.rows[key] = Row("pending", due, fingerprint=fingerprint)
@@ -84,7 +91,7 @@ class QueueModel(RuleBasedStateMachine):
 
     @rule(seconds=st.sampled_from([1.0, 4.0, 20.0, 60.0]))
     def tick(self, seconds: float) -> None:
-        self.now += seconds
+        self.clock.advance(seconds)
 
     @rule(limit=st.integers(min_value=1, max_value=3))
     def lease(self, limit: int) -> None:
@@ -96,7 +103,7 @@ class QueueModel(RuleBasedStateMachine):
             for key, row in self.rows.items()
             if row.state == "pending" and row.due <= self.now
         )[:limit]
-        got = self.store.lease("w", limit, self.now)
+        got = self.queue.lease("w", limit)
         assert [lease.key for lease in got] == [key for _, _, key in due]
         for lease in got:
             row = self.rows[lease.key]
@@ -114,13 +121,13 @@ class QueueModel(RuleBasedStateMachine):
         lease = self.leases[key]
         row = self.rows[key]
         if outcome == "done":
-            kept = self.store.done(lease)
+            kept = self.queue.done(lease)
         elif outcome == "retry":
-            kept = self.store.retry_later(lease, "transient", self.now)
+            kept = self.queue.retry_later(lease, "transient")
         elif outcome == "requeue":
-            kept = self.store.requeue_after(lease, 10.0, self.now)
+            kept = self.queue.requeue_after(lease, 10.0)
         else:
-            kept = self.store.quarantine(lease, "terminal", self.now)
+            kept = self.queue.quarantine(lease, "terminal")
         assert kept
         if outcome == "done":
             if row.dirty_due is None:
@@ -145,13 +152,13 @@ class QueueModel(RuleBasedStateMachine):
     def finish_too_late(self, outcome: str) -> None:
         lease = self.stale.pop()
         if outcome == "done":
-            assert not self.store.done(lease)
+            assert not self.queue.done(lease)
         elif outcome == "retry":
-            assert not self.store.retry_later(lease, "late", self.now)
+            assert not self.queue.retry_later(lease, "late")
         elif outcome == "requeue":
-            assert not self.store.requeue_after(lease, 1.0, self.now)
+            assert not self.queue.requeue_after(lease, 1.0)
         else:
-            assert not self.store.quarantine(lease, "late", self.now)
+            assert not self.queue.quarantine(lease, "late")
 
     @rule(key=st.sampled_from(KEYS))
     def retry(self, key: Key) -> None:
@@ -159,13 +166,13 @@ class QueueModel(RuleBasedStateMachine):
         movable = row is not None and (
             row.state == "quarantined" or (row.state == "pending" and row.attempts > 0)
         )
-        assert self.store.retry(key, self.now) == movable
+        assert self.queue.retry(key) == movable
         if row is not None and movable:
             self.rows[key] = Row("pending", self.now, 0, row.fingerprint)
 
     @rule(key=st.sampled_from(KEYS))
     def forget(self, key: Key) -> None:
-        self.store.forget(key)
+        self.queue.forget(key)
         row = self.rows.get(key)
         if row is None:
             return
@@ -177,7 +184,7 @@ class QueueModel(RuleBasedStateMachine):
     @invariant()
     def store_matches_model(self) -> None:
         for key in KEYS:
-            found = self.store.key_state(key)
+            found = self.queue.key_state(key)
             row = self.rows.get(key)
             if row is None:
                 assert found is None, key
@@ -186,7 +193,7 @@ class QueueModel(RuleBasedStateMachine):
             assert (found.state, found.attempts) == (row.state, row.attempts), key
             if row.state == "pending":
                 assert found.due_at == row.due, key
-        assert self.store.counts().in_progress == len(
+        assert self.queue.counts().in_progress == len(
             {k for k, r in self.rows.items() if r.state == "leased"}
         )
 

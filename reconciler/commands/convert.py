@@ -27,7 +27,10 @@ from reconciler.conversion.image_conversion import (
     LayerProgress,
     convert_image,
 )
-from reconciler.state.sqlite_store import SqliteStateStore, state_db_path
+from reconciler.state.clock import SystemClock
+from reconciler.state.sqlite_database import state_db_path
+from reconciler.state.sqlite_state import open_sqlite_state
+from reconciler.state.store import LayerCache
 
 
 def _platforms(
@@ -127,7 +130,7 @@ def convert_command(
         tls=TlsOptions(plain_http=plain_http, insecure=insecure),
     )
     progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
-    with _state(state_dir) as store, _work_dir(work_dir) as work:
+    with _layer_cache(state_dir) as layer_cache, _work_dir(work_dir) as work:
         try:
             result = convert_image(
                 registry,
@@ -136,7 +139,7 @@ def convert_command(
                 format_,
                 options,
                 work_dir=work,
-                layer_cache=store,
+                layer_cache=layer_cache,
                 progress=progress,
                 source_tags=(ref.tag,) if ref.tag else None,
             )
@@ -150,13 +153,13 @@ def convert_command(
 
 
 @contextmanager
-def _state(state_dir: Path | None) -> Iterator[SqliteStateStore]:
+def _layer_cache(state_dir: Path | None) -> Iterator[LayerCache]:
     with ExitStack() as stack:
         if state_dir is None:
             state_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="acceld-")))
-        store = SqliteStateStore(state_db_path(state_dir, must_exist=False))
+        store = open_sqlite_state(state_db_path(state_dir, must_exist=False), SystemClock())
         stack.callback(store.close)
-        yield store
+        yield store.layers
 
 
 @contextmanager

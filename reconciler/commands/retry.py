@@ -35,10 +35,10 @@ def retry_command(
     store = existing_state_store(config_file, state_dir)
     try:
         if key is None:
-            moved = store.retry_all()
+            moved = store.queue.retry_all()
             click.echo(f"{moved} key{'' if moved == 1 else 's'} back in the queue")
             return
-        if not store.retry(key):
+        if not store.queue.retry(key):
             raise NothingToRetry(
                 f"{key} is neither quarantined nor backing off (see acceld status)"
             )

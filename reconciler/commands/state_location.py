@@ -10,7 +10,10 @@ import click
 
 from reconciler.commands.config_option import config_option
 from reconciler.config import load_state_dir
-from reconciler.state.sqlite_store import SqliteStateStore, state_db_path
+from reconciler.state.clock import SystemClock
+from reconciler.state.sqlite_database import state_db_path
+from reconciler.state.sqlite_state import open_sqlite_state
+from reconciler.state.store import StateStore
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -25,7 +28,7 @@ def state_location_options(command: F) -> F:
     return config_option(command)
 
 
-def existing_state_store(config_file: Path | None, state_dir: Path | None) -> SqliteStateStore:
+def existing_state_store(config_file: Path | None, state_dir: Path | None) -> StateStore:
     """The store of an acceld that has run; an error, and nothing created, when there is none."""
     directory = state_dir if state_dir is not None else load_state_dir(config_file)
-    return SqliteStateStore(state_db_path(directory, must_exist=True))
+    return open_sqlite_state(state_db_path(directory, must_exist=True), SystemClock())

@@ -34,11 +34,11 @@ class StatusReport:
     @classmethod
     def read(cls, store: StateStore) -> StatusReport:
         return cls(
-            store.counts(),
-            tuple(store.in_progress()),
-            tuple(store.failing()),
-            tuple(store.quarantined()),
-            tuple(store.scans()),
+            store.queue.counts(),
+            tuple(store.queue.in_progress()),
+            tuple(store.queue.failing()),
+            tuple(store.queue.quarantined()),
+            tuple(store.scans.scans()),
         )
 
 

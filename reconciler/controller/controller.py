@@ -18,7 +18,7 @@ from typing import Literal
 from reconciler.controller.reconcile import Outcome, Reconciler, is_terminal, is_transient
 from reconciler.observability.logs import log_context
 from reconciler.observability.metrics import Metrics
-from reconciler.state.store import Lease, StateStore
+from reconciler.state.store import KeyQueue, Lease
 from reconciler.state.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class Controller:
     def __init__(
         self,
         queue: WorkQueue,
-        store: StateStore,
+        keys: KeyQueue,
         metrics: Metrics,
         reconciler: Callable[[], Reconciler],
         *,
@@ -61,7 +61,7 @@ class Controller:
         finished: Callable[[], bool] = lambda: False,
     ) -> None:
         self._queue = queue
-        self._store = store
+        self._keys = keys
         self._metrics = metrics
         self._reconciler = reconciler
         self._on_worked = on_worked
@@ -102,7 +102,7 @@ class Controller:
         with self._lock:
             unfinished = list(self._current.values())
         for lease in unfinished:
-            self._store.release(lease)
+            self._keys.release(lease)
             log.warning(
                 "released unfinished key",
                 extra={"key": str(lease.key), "reason": "grace period over"},
@@ -139,13 +139,13 @@ class Controller:
                 return self._failed(lease, exc, time.monotonic() - started)
             seconds = time.monotonic() - started
             if outcome.kind == "wait" and outcome.requeue_after is not None:
-                kept = self._store.requeue_after(lease, outcome.requeue_after)
+                kept = self._keys.requeue_after(lease, outcome.requeue_after)
                 log.info(
                     "waiting",
                     extra={"reason": outcome.reason, "seconds": round(outcome.requeue_after)},
                 )
                 return Worked(lease, "wait" if kept else "lost", outcome, seconds=seconds)
-            kept = self._store.done(lease)
+            kept = self._keys.done(lease)
             self._report(outcome, key.format, seconds)
             return Worked(lease, "done" if kept else "lost", outcome, seconds=seconds)
 
@@ -179,7 +179,7 @@ class Controller:
         reason = f"{type(exc).__name__}: {exc}"
         fmt = lease.key.format
         if is_terminal(exc):
-            kept = self._store.quarantine(lease, reason)
+            kept = self._keys.quarantine(lease, reason)
             self._metrics.conversion_finished(fmt, "terminal", seconds)
             log.error("quarantined", extra={"reason": reason})
             return Worked(lease, "quarantined" if kept else "lost", error=reason, seconds=seconds)
@@ -187,7 +187,7 @@ class Controller:
             log.exception("reconcile failed unexpectedly", extra={"error": reason})
         else:
             log.warning("reconcile failed", extra={"attempts": lease.attempts + 1, "error": reason})
-        kept = self._store.retry_later(lease, reason)
+        kept = self._keys.retry_later(lease, reason)
         self._metrics.queue_retried()
         self._metrics.conversion_finished(fmt, "error", seconds)
         return Worked(lease, "retry" if kept else "lost", error=reason, seconds=seconds)

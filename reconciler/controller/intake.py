@@ -12,7 +12,7 @@ from policies.match import matching_tags, policy_matches_project
 from policies.model import Policy
 from reconciler.controller.policy_fingerprint import policy_fingerprint
 from reconciler.state.keys import Key
-from reconciler.state.store import StateStore
+from reconciler.state.store import KeyQueue
 from reconciler.state.workqueue import WorkQueue
 
 
@@ -41,14 +41,14 @@ def enqueue_events(
     events: Sequence[ArtifactEvent],
     policies: Sequence[Policy],
     queue: WorkQueue,
-    store: StateStore,
+    keys: KeyQueue,
 ) -> int:
     """Enqueue what `events` may need; a deleted artifact's keys are forgotten. Keys added."""
     added = 0
     for event in events:
         if event.kind == "deleted":
             for fmt in {f for p in policies for f in p.formats}:
-                store.forget(Key(event.repository, event.digest, fmt))
+                keys.forget(Key(event.repository, event.digest, fmt))
             continue
         for fmt, fingerprint in formats_for_event(policies, event).items():
             queue.add(Key(event.repository, event.digest, fmt), None, fingerprint)

@@ -1,9 +1,9 @@
 """The accelerated formats an original already has, read from its referrers.
 
 Each referrer is classified by content (`policies.observed`), and a digest's classification is
-cached for ever in the state store: a manifest's content never changes. Harbor's accessory list
-or a referrers descriptor often answers without reading the manifest; otherwise the manifest is
-read once.
+cached for ever in the classification cache: a manifest's content never changes. Harbor's
+accessory list or a referrers descriptor often answers without reading the manifest; otherwise
+the manifest is read once.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from harbor_api.oci import Index, Manifest
 from harbor_api.registry import RegistryClient
 from policies.model import NYDUS
 from policies.observed import classify_annotations, classify_index, classify_manifest
-from reconciler.state.store import MISSING, StateStore
+from reconciler.state.store import MISSING, ClassificationCache
 
 # Harbor accessory types that are never accelerated images.
 _NOT_ACCELERATED_TYPES = frozenset({"signature.cosign", "signature.notation", "sbom.harbor"})
 
 
 class ReferrerFormats:
-    def __init__(self, registry: RegistryClient, store: StateStore) -> None:
+    def __init__(self, registry: RegistryClient, classifications: ClassificationCache) -> None:
         self._registry = registry
-        self._store = store
+        self._classifications = classifications
 
     def observed(
         self, repository: str, digest: str, accessories: Iterable[Accessory] | None = None
@@ -38,7 +38,7 @@ class ReferrerFormats:
             return {self._accessory_format(repository, accessory) for accessory in accessories}
         found: set[str | None] = set()
         for descriptor in self._registry.referrers(repository, digest):
-            cached = self._store.classification_get(descriptor.digest)
+            cached = self._classifications.get(descriptor.digest)
             if cached is not MISSING:
                 found.add(cached)
                 continue
@@ -48,13 +48,13 @@ class ReferrerFormats:
             else:
                 # The descriptor carries the manifest's own annotations: remember the answer
                 # so that Harbor's accessory list (which has none) needs no manifest read.
-                self._store.classification_put(descriptor.digest, cheap)
+                self._classifications.put(descriptor.digest, cheap)
                 found.add(cheap)
         return found
 
     def classify(self, repository: str, digest: str) -> str | None:
         """The format of the manifest `digest`, cached for ever."""
-        cached = self._store.classification_get(digest)
+        cached = self._classifications.get(digest)
         if cached is not MISSING:
             return cached
         try:
@@ -65,12 +65,12 @@ class ReferrerFormats:
             fmt = classify_manifest(content)
         else:
             fmt = classify_index(content, self._child_formats(repository, content))
-        self._store.classification_put(digest, fmt)
+        self._classifications.put(digest, fmt)
         return fmt
 
     def remember(self, digest: str, fmt: str) -> None:
         """Record the format of a manifest acceld itself just pushed."""
-        self._store.classification_put(digest, fmt)
+        self._classifications.put(digest, fmt)
 
     def _accessory_format(self, repository: str, accessory: Accessory) -> str | None:
         if accessory.type == "accelerator.nydus":

@@ -113,7 +113,7 @@ class Reconciler:
         self,
         originals: Originals,
         policies: Sequence[Policy],
-        formats: ObservedFormats,
+        referrer_formats: ObservedFormats,
         images: Images,
         *,
         budget: DiskBudget,
@@ -122,7 +122,7 @@ class Reconciler:
     ) -> None:
         self.originals = originals
         self.policies = tuple(policies)
-        self.formats = formats
+        self.referrer_formats = referrer_formats
         self.images = images
         self.budget = budget
         self.limits = limits
@@ -143,12 +143,12 @@ class Reconciler:
             if due is not None:
                 return Outcome("wait", "younger than min_age", (due - moment).total_seconds())
             return Outcome("unwanted", f"no enabled policy wants {key.format} for it")
-        if key.format in self.formats.observed(key.repository, key.digest):
+        if key.format in self.referrer_formats.observed(key.repository, key.digest):
             return Outcome("present", f"a {key.format} referrer exists")
         result = self._convert(key, want)
-        self.formats.remember(result.converted.digest, key.format)
+        self.referrer_formats.remember(result.converted.digest, key.format)
         for manifest in result.manifests:
-            self.formats.remember(manifest.digest, key.format)
+            self.referrer_formats.remember(manifest.digest, key.format)
         if result.converted.digest not in set(
             self.images.referrer_digests(key.repository, key.digest)
         ):

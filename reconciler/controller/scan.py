@@ -8,7 +8,6 @@ last successful scan, minus a safety margin (clocks and slow pushes).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from policies.match import policy_matches_project
 from policies.model import Policy
 from reconciler.controller.observed_formats import ReferrerFormats
 from reconciler.controller.sources import Source
+from reconciler.state.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +53,16 @@ def _wanted_repository(policies: Sequence[Policy], repository: str) -> bool:
 def scan(
     source: Source,
     policies: Sequence[Policy],
-    formats: ReferrerFormats,
+    referrer_formats: ReferrerFormats,
     *,
     kind: str = FULL,
     pushed_since: datetime | None = None,
     on_missing: Callable[[PlanItem], None] | None = None,
-    now: Callable[[], float] = time.time,
+    clock: Clock | None = None,
 ) -> ScanReport:
     """Walk `source` and return what is missing; `on_missing` sees each item as it is found."""
-    started = now()
+    clock = clock or SystemClock()
+    started = clock.now()
     moment = datetime.fromtimestamp(started, UTC)
     items: list[PlanItem] = []
     projects = repositories = candidates = 0
@@ -78,7 +79,7 @@ def scan(
                 desired = desired_formats(policies, candidate.original, moment)
                 if not desired:
                     continue
-                observed = formats.observed(
+                observed = referrer_formats.observed(
                     repository, candidate.original.digest, candidate.accessories
                 )
                 found = plan_items(
@@ -96,7 +97,7 @@ def scan(
                     if on_missing is not None:
                         on_missing(item)
                 items.extend(found)
-    finished = now()
+    finished = clock.now()
     log.info(
         "scan finished",
         extra={

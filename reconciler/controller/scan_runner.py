@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 from policies.desired import Original
@@ -23,8 +22,9 @@ from reconciler.controller.policy_fingerprint import policy_fingerprint
 from reconciler.controller.scan import FULL, INCREMENTAL, ScanReport, scan
 from reconciler.controller.sources import Candidate, Source
 from reconciler.observability.metrics import Metrics
+from reconciler.state.clock import Clock
 from reconciler.state.keys import Key
-from reconciler.state.store import StateStore
+from reconciler.state.store import ScanMarks
 from reconciler.state.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -79,15 +79,15 @@ class ScanRunner:
 
     def __init__(
         self,
-        store: StateStore,
+        marks: ScanMarks,
         queue: WorkQueue,
         metrics: Metrics,
         *,
         safety_margin_seconds: float,
         missing: MissingTracker | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock,
     ) -> None:
-        self._store = store
+        self._marks = marks
         self._queue = queue
         self._metrics = metrics
         self._margin = timedelta(seconds=safety_margin_seconds)
@@ -98,7 +98,7 @@ class ScanRunner:
         """The kind of scan to run and the push time it starts from (None: everything)."""
         if kind == FULL:
             return FULL, None
-        marks = [m for m in (self._store.last_scan(FULL), self._store.last_scan(INCREMENTAL)) if m]
+        marks = [m for m in (self._marks.last_scan(FULL), self._marks.last_scan(INCREMENTAL)) if m]
         starts = [m.last_success_started_at for m in marks if m.last_success_started_at]
         if not starts:
             return FULL, None
@@ -108,14 +108,14 @@ class ScanRunner:
         self,
         source: Source,
         policies: Sequence[Policy],
-        formats: ReferrerFormats,
+        referrer_formats: ReferrerFormats,
         kind: str,
         *,
         enqueue: bool = True,
     ) -> ScanReport:
         """Scan, enqueueing each missing key as it is found unless `enqueue` is False."""
         kind, since = self.window(kind)
-        self._store.scan_started(kind, self._clock())
+        self._marks.scan_started(kind, self._clock.now())
 
         def found(item: PlanItem) -> None:
             self.enqueue((item,), policies)
@@ -123,12 +123,13 @@ class ScanRunner:
         report = scan(
             source,
             policies,
-            formats,
+            referrer_formats,
             kind=kind,
             pushed_since=since,
             on_missing=found if enqueue else None,
+            clock=self._clock,
         )
-        self._store.scan_finished(
+        self._marks.scan_finished(
             kind,
             report.started_at,
             report.finished_at,

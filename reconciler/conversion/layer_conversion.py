@@ -35,7 +35,6 @@ from reconciler.conversion.layer_process import convert_layer_file
 from reconciler.state.store import CachedLayer, LayerCache
 
 
-
 @dataclass(frozen=True)
 class ConversionOptions:
     """How to convert one image: where the result is tagged, which platforms of an index, and
@@ -147,7 +146,7 @@ def convert_registry_layer(
     started = time.monotonic()
     report = progress or _ignore
     options_key = layer_cache_key(format, options.layer)
-    hit = cache.layer_cache_get(job.source.digest, format, options_key)
+    hit = cache.get(job.source.digest, format, options_key)
     if hit is not None and _blob_present(registry, job.repository, hit):
         report(job.progress("cached"))
         return LayerResult(
@@ -175,7 +174,7 @@ def convert_registry_layer(
     descriptor = Descriptor(
         OCI_LAYER_GZIP, converted.digest, converted.size, converted.annotations()
     )
-    cache.layer_cache_put(
+    cache.put(
         job.source.digest,
         format,
         options_key,

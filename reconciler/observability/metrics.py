@@ -26,7 +26,7 @@ SOURCE_REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 
 class Metrics:
-    """The metric families of one acceld process, registered in `registry`.
+    """The metric families of one acceld process, registered in `collector`.
 
     `formats` and `policies` are the values known at start (from the configuration);
     `endpoints` the source API endpoints whose latency series should exist before the first
@@ -35,95 +35,95 @@ class Metrics:
 
     def __init__(
         self,
-        registry: CollectorRegistry,
+        collector: CollectorRegistry,
         *,
         formats: Iterable[str],
         policies: Iterable[str] = (),
         endpoints: Iterable[str] = (),
     ) -> None:
-        self.registry = registry
+        self.collector = collector
         self._formats = tuple(formats)
         self._policies: tuple[str, ...] = ()
         self.missing_conversions = Gauge(
             "acceld_missing_conversions",
             "Accelerated copies the policies want that do not exist yet, as of the last scan.",
             ["policy", "format"],
-            registry=registry,
+            registry=collector,
         )
         self.scan_last_success = Gauge(
             "acceld_scan_last_success_timestamp_seconds",
             "Unix time at which the last scan of this kind finished without error.",
             ["kind"],
-            registry=registry,
+            registry=collector,
         )
         self.scan_duration = Gauge(
             "acceld_scan_duration_seconds",
             "How long the last successful scan of this kind took.",
             ["kind"],
-            registry=registry,
+            registry=collector,
         )
         self.conversions = Counter(
             "acceld_conversions_total",
             "Conversions of one original image to one format, by result.",
             ["format", "result"],
-            registry=registry,
+            registry=collector,
         )
         self.conversion_duration = Histogram(
             "acceld_conversion_duration_seconds",
             "Wall time of one conversion, whatever its result.",
             ["format"],
             buckets=CONVERSION_BUCKETS,
-            registry=registry,
+            registry=collector,
         )
         self.conversion_bytes = Counter(
             "acceld_conversion_bytes_total",
             "Layer bytes read from and written to the registry by conversions.",
             ["format", "direction"],
-            registry=registry,
+            registry=collector,
         )
         self.layer_cache_hits = Counter(
             "acceld_layer_cache_hits_total",
             "Layers whose converted copy was already known, so they were not converted again.",
             ["format"],
-            registry=registry,
+            registry=collector,
         )
         self.layer_cache_misses = Counter(
             "acceld_layer_cache_misses_total",
             "Layers that had to be converted.",
             ["format"],
-            registry=registry,
+            registry=collector,
         )
         self.queue_depth = Gauge(
             "acceld_queue_depth",
             "Keys in the work queue, by state.",
             ["state"],
-            registry=registry,
+            registry=collector,
         )
         self.queue_retries = Counter(
             "acceld_queue_retries_total",
             "Keys put back in the queue with backoff after a transient failure.",
-            registry=registry,
+            registry=collector,
         )
         self.webhook_requests = Counter(
             "acceld_webhook_requests_total",
             "Webhook requests received, by how they were answered.",
             ["result"],
-            registry=registry,
+            registry=collector,
         )
         self.source_requests = Counter(
             "acceld_source_requests_total",
             "Requests to Harbor and its registry, by endpoint and status (code error: no answer).",
             ["endpoint", "code"],
-            registry=registry,
+            registry=collector,
         )
         self.source_request_duration = Histogram(
             "acceld_source_request_duration_seconds",
             "Latency of requests to Harbor and its registry.",
             ["endpoint"],
             buckets=SOURCE_REQUEST_BUCKETS,
-            registry=registry,
+            registry=collector,
         )
-        self.build_info = Info("acceld_build", "The acceld version running.", registry=registry)
+        self.build_info = Info("acceld_build", "The acceld version running.", registry=collector)
         self.build_info.info({"version": ACCELD_VERSION})
         self._create_label_values(tuple(endpoints))
         self.set_policies(policies)

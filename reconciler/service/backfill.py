@@ -115,9 +115,9 @@ class _Tracker:
 
     def settle_from_store(self, runtime: Runtime) -> None:
         """Settle keys that another process finished, quarantined or keeps backing off."""
-        now = time.time()
+        now = runtime.clock.now()
         for key in self.open_keys():
-            state = runtime.store.key_state(key)
+            state = runtime.store.queue.key_state(key)
             if state is None:
                 self._settle(KeyResult(key, True, "done by another acceld process"))
             elif state.state == "quarantined":
@@ -164,12 +164,13 @@ def run_backfill(
 ) -> BackfillSummary:
     policies = select_policies(runtime.config.policies, policy)
     runtime.source.verify()
-    queue = WorkQueue(runtime.store, owner_id("backfill"), poll_seconds=0.5)
+    queue = WorkQueue(runtime.store.queue, owner_id("backfill"), runtime.clock, poll_seconds=0.5)
     scans = ScanRunner(
-        runtime.store,
+        runtime.store.scans,
         queue,
         runtime.metrics,
         safety_margin_seconds=runtime.config.scan.safety_margin_seconds,
+        clock=runtime.clock,
     )
     report = scans.run(runtime.source, policies, runtime.referrer_formats, FULL, enqueue=False)
     items = report.plan.items
@@ -190,7 +191,7 @@ def run_backfill(
 
     controller = Controller(
         queue,
-        runtime.store,
+        runtime.store.queue,
         runtime.metrics,
         lambda: runtime.reconciler,
         workers=workers or runtime.config.workers,

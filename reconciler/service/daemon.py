@@ -101,16 +101,17 @@ class Daemon:
         self.grace_seconds = grace_seconds
         self.runtime: Runtime = open_runtime(config, collector)
         self.metrics = self.runtime.metrics
-        self.queue = WorkQueue(self.runtime.store, owner_id("serve"))
+        self.queue = WorkQueue(self.runtime.store.queue, owner_id("serve"), self.runtime.clock)
         self.scans = ScanRunner(
-            self.runtime.store,
+            self.runtime.store.scans,
             self.queue,
             self.metrics,
             safety_margin_seconds=config.scan.safety_margin_seconds,
+            clock=self.runtime.clock,
         )
         self.controller = Controller(
             self.queue,
-            self.runtime.store,
+            self.runtime.store.queue,
             self.metrics,
             lambda: self.runtime.reconciler,
             workers=config.workers,
@@ -165,7 +166,7 @@ class Daemon:
 
     def enqueue_events(self, events: tuple[ArtifactEvent, ...]) -> int:
         runtime = self.runtime
-        return enqueue_events(events, runtime.config.policies, self.queue, runtime.store)
+        return enqueue_events(events, runtime.config.policies, self.queue, runtime.store.queue)
 
     def run_scan(self, kind: str) -> None:
         """A scheduled scan: enqueue what is missing. Never converts."""
@@ -209,7 +210,7 @@ class Daemon:
 
     def readiness(self) -> Mapping[str, bool]:
         try:
-            self.runtime.store.counts()
+            self.runtime.store.queue.counts()
             store_ok = True
         except AcceldError:
             store_ok = False
@@ -223,7 +224,7 @@ class Daemon:
         return bool(self.scheduler.running) and self.controller.alive()
 
     def _refresh_status(self) -> None:
-        counts = self.runtime.store.counts()
+        counts = self.runtime.store.queue.counts()
         self.metrics.set_queue_depth(
             pending=counts.pending, in_progress=counts.in_progress, quarantined=counts.quarantined
         )

@@ -173,7 +173,7 @@ class HttpApp:
 
     def _prometheus(self, request: Request) -> Response:
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return Response(encoder(self._metrics.registry), content_type=content_type)
+        return Response(encoder(self._metrics.collector), content_type=content_type)
 
     def _ready(self) -> Response:
         try:

@@ -26,7 +26,10 @@ from reconciler.conversion.image_conversion import RegistryImages
 from reconciler.conversion.work_area import own_area
 from reconciler.observability.metrics import Metrics
 from reconciler.service.clients import build_source
-from reconciler.state.sqlite_store import SqliteStateStore, state_db_path
+from reconciler.state.clock import Clock, SystemClock
+from reconciler.state.sqlite_database import state_db_path
+from reconciler.state.sqlite_state import open_sqlite_state
+from reconciler.state.store import StateStore
 
 
 def owner_id(role: str) -> str:
@@ -34,8 +37,8 @@ def owner_id(role: str) -> str:
     return f"{role}:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def open_store(config: Config) -> SqliteStateStore:
-    return SqliteStateStore(state_db_path(config.state_dir, must_exist=False))
+def open_store(config: Config, clock: Clock) -> StateStore:
+    return open_sqlite_state(state_db_path(config.state_dir, must_exist=False), clock)
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,9 @@ class Runtime:
     """What a command works with. Replace it whole (`reconfigured`), never a field of it."""
 
     config: Config
-    store: SqliteStateStore
+    store: StateStore
+    clock: Clock
+    """The one clock of the store, the work queue and the scan marks."""
     metrics: Metrics
     budget: DiskBudget
     work_dir: Path
@@ -60,7 +65,9 @@ class Runtime:
 def reconfigured(runtime: Runtime, config: Config) -> Runtime:
     """`runtime` with every config-dependent part built from `config`: a rotated robot secret
     reaches the source, the referrer reads and the reconciler's pushes alike."""
-    return _assemble(config, runtime.store, runtime.metrics, runtime.budget, runtime.work_dir)
+    return _assemble(
+        config, runtime.store, runtime.clock, runtime.metrics, runtime.budget, runtime.work_dir
+    )
 
 
 def open_runtime(config: Config, collector: CollectorRegistry | None = None) -> Runtime:
@@ -70,9 +77,11 @@ def open_runtime(config: Config, collector: CollectorRegistry | None = None) -> 
         formats=SUPPORTED_FORMATS,
         policies=[p.name for p in config.policies if p.enabled],
     )
+    clock = SystemClock()
     return _assemble(
         config,
-        open_store(config),
+        open_store(config, clock),
+        clock,
         metrics,
         DiskBudget(config.work_dir_budget_bytes),
         own_area(config.work_dir),
@@ -80,16 +89,23 @@ def open_runtime(config: Config, collector: CollectorRegistry | None = None) -> 
 
 
 def _assemble(
-    config: Config, store: SqliteStateStore, metrics: Metrics, budget: DiskBudget, work_dir: Path
+    config: Config,
+    store: StateStore,
+    clock: Clock,
+    metrics: Metrics,
+    budget: DiskBudget,
+    work_dir: Path,
 ) -> Runtime:
     source = build_source(config.source, metrics)
-    referrer_formats = ReferrerFormats(source.registry, store)
+    referrer_formats = ReferrerFormats(source.registry, store.classifications)
     reconciler = Reconciler(
         source,
         config.policies,
         referrer_formats,
-        RegistryImages(source.registry, work_dir=work_dir, layer_cache=store),
+        RegistryImages(source.registry, work_dir=work_dir, layer_cache=store.layers),
         budget=budget,
         limits=config.limits,
     )
-    return Runtime(config, store, metrics, budget, work_dir, source, referrer_formats, reconciler)
+    return Runtime(
+        config, store, clock, metrics, budget, work_dir, source, referrer_formats, reconciler
+    )

@@ -1,8 +1,10 @@
-"""What the daemon keeps between runs, behind a Protocol so the backend can change.
+"""What the daemon keeps between runs: four parts over one database, each behind a Protocol.
 
-The work queue follows client-go's rate-limited queue: a key is pending at most once, is leased
+The key queue follows client-go's rate-limited queue: a key is pending at most once, is leased
 to at most one worker at a time (across threads and processes), and a key added while leased is
-marked dirty and becomes pending again when its worker finishes. Times are Unix seconds.
+marked dirty and becomes pending again when its worker finishes. The layer cache, the
+classification cache and the scan marks are independent of it; each user takes only the part it
+needs. Times are Unix seconds from the `Clock` a backend is built with.
 """
 
 from __future__ import annotations
@@ -120,20 +122,8 @@ class Missing(enum.Enum):
 MISSING: Final = Missing.MISSING
 
 
-class LayerCache(Protocol):
-    """The layer cache: (source layer, format, options) to the converted layer."""
-
-    def layer_cache_get(
-        self, source_digest: str, format: str, options_key: str
-    ) -> CachedLayer | None: ...
-
-    def layer_cache_put(
-        self, source_digest: str, format: str, options_key: str, layer: CachedLayer
-    ) -> None: ...
-
-
-class StateStore(LayerCache, Protocol):
-    """The queue, the caches and the scan marks. Every method is safe from any thread."""
+class KeyQueue(Protocol):
+    """The persistent work queue of keys. Every method is safe from any thread."""
 
     def add(
         self, key: Key, due_at: float | None = None, policy_fingerprint: str | None = None
@@ -144,40 +134,40 @@ class StateStore(LayerCache, Protocol):
         key leaves quarantine only if `policy_fingerprint` differs from the one it failed with.
         """
 
-    def lease(self, owner: str, limit: int, now: float | None = None) -> list[Lease]:
+    def lease(self, owner: str, limit: int) -> list[Lease]:
         """Take up to `limit` due keys for `owner`, earliest due first."""
 
-    def renew(self, owner: str, now: float | None = None) -> int:
+    def renew(self, owner: str) -> int:
         """Extend every lease `owner` holds in this process; the number renewed."""
 
     def done(self, lease: Lease) -> bool:
         """The key is reconciled. False when the lease had been lost (nothing changed)."""
 
-    def retry_later(self, lease: Lease, error: str, now: float | None = None) -> bool:
+    def retry_later(self, lease: Lease, error: str) -> bool:
         """A transient failure: count it and make the key pending after its backoff."""
 
-    def requeue_after(self, lease: Lease, seconds: float, now: float | None = None) -> bool:
+    def requeue_after(self, lease: Lease, seconds: float) -> bool:
         """An expected wait: pending again in `seconds`, failure count reset."""
 
-    def quarantine(self, lease: Lease, reason: str, now: float | None = None) -> bool:
+    def quarantine(self, lease: Lease, reason: str) -> bool:
         """A terminal failure: park the key with its reason until its policy changes."""
 
-    def release(self, lease: Lease, now: float | None = None) -> bool:
+    def release(self, lease: Lease) -> bool:
         """Give a key back unworked (shutting down): pending now, failure count unchanged."""
 
     def forget(self, key: Key) -> None:
         """Drop a key that needs no more work (a leased key just stops being dirty)."""
 
-    def release_expired(self, now: float | None = None) -> int:
+    def release_expired(self) -> int:
         """Make keys pending whose lease expired or whose owner process on this host died."""
 
-    def recover(self, owner: str, now: float | None = None) -> int:
+    def recover(self, owner: str) -> int:
         """Make keys pending that `owner` held on this host before a restart."""
 
-    def retry(self, key: Key, now: float | None = None) -> bool:
+    def retry(self, key: Key) -> bool:
         """Move a quarantined or backing-off key to pending now, failure count reset."""
 
-    def retry_all(self, now: float | None = None) -> int:
+    def retry_all(self) -> int:
         """`retry` every quarantined or backing-off key; the number moved."""
 
     def key_state(self, key: Key) -> KeyState | None:
@@ -194,10 +184,27 @@ class StateStore(LayerCache, Protocol):
 
     def quarantined(self) -> list[QuarantinedKey]: ...
 
-    def classification_get(self, digest: str) -> str | Missing | None:
+
+class LayerCache(Protocol):
+    """(source layer digest, format, options key) to the converted layer, shared by all workers."""
+
+    def get(self, source_digest: str, format: str, options_key: str) -> CachedLayer | None: ...
+
+    def put(self, source_digest: str, format: str, options_key: str, layer: CachedLayer) -> None:
+        """Remember `layer`, replacing what was remembered under the same three values."""
+
+
+class ClassificationCache(Protocol):
+    """Manifest digest to the accelerated format it is: a digest's content never changes."""
+
+    def get(self, digest: str) -> str | Missing | None:
         """The format a manifest was classified as, None for "not accelerated", or MISSING."""
 
-    def classification_put(self, digest: str, format: str | None) -> None: ...
+    def put(self, digest: str, format: str | None) -> None: ...
+
+
+class ScanMarks(Protocol):
+    """When each kind of scan last started and last succeeded, and what that success found."""
 
     def scan_started(self, kind: str, at: float) -> None: ...
 
@@ -211,6 +218,29 @@ class StateStore(LayerCache, Protocol):
 
     def last_scan(self, kind: str) -> ScanMark | None: ...
 
-    def scans(self) -> list[ScanMark]: ...
+    def scans(self) -> list[ScanMark]:
+        """Every kind's mark, by kind."""
+
+
+class StateDatabase(Protocol):
+    """The connection (or pool) the parts of one `StateStore` share."""
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class StateStore:
+    """The queue, the caches and the scan marks of one state database.
+
+    Hand each user the part it needs (`store.layers` to the conversion, `store.queue` to the
+    work queue); `close` closes the database under all four.
+    """
+
+    queue: KeyQueue
+    layers: LayerCache
+    classifications: ClassificationCache
+    scans: ScanMarks
+    database: StateDatabase
+
+    def close(self) -> None:
+        self.database.close()

@@ -1,8 +1,8 @@
-"""The work queue as the daemon's worker threads see it: a blocking `get` over the state store.
+"""The work queue as the daemon's worker threads see it: a blocking `get` over the key queue.
 
 Waiters wake when this process adds a key; keys that come due, or that another process (a
-`backfill` beside `serve`) added, are found by polling the store. A heartbeat thread renews this
-process's leases and hands back the keys of workers that are gone.
+`backfill` beside `serve`) added, are found by polling the key queue. A heartbeat thread renews
+this process's leases and hands back the keys of workers that are gone.
 """
 
 from __future__ import annotations
@@ -11,23 +11,31 @@ import logging
 import threading
 import time
 
+from reconciler.state.clock import Clock
 from reconciler.state.keys import Key
-from reconciler.state.store import Lease, StateError, StateStore
+from reconciler.state.store import KeyQueue, Lease, StateError
 
 log = logging.getLogger(__name__)
 
 
 class WorkQueue:
+    """`keys` leased to `owner`, one `get` per worker thread.
+
+    `clock` must be the one `keys` was built with: it tells how long until the next key is due.
+    """
+
     def __init__(
         self,
-        store: StateStore,
+        keys: KeyQueue,
         owner: str,
+        clock: Clock,
         *,
         poll_seconds: float = 1.0,
         heartbeat_seconds: float = 15.0,
     ) -> None:
-        self.store = store
+        self.keys = keys
         self.owner = owner
+        self._clock = clock
         self.poll_seconds = poll_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self._changed = threading.Condition()
@@ -37,8 +45,8 @@ class WorkQueue:
 
     def start(self) -> None:
         """Recover what this owner held before a restart, then start the heartbeat."""
-        self.store.recover(self.owner)
-        self.store.release_expired()
+        self.keys.recover(self.owner)
+        self.keys.release_expired()
         self._heartbeat = threading.Thread(
             target=self._beat, name=f"workqueue-heartbeat-{self.owner}", daemon=True
         )
@@ -47,7 +55,7 @@ class WorkQueue:
     def add(
         self, key: Key, due_at: float | None = None, policy_fingerprint: str | None = None
     ) -> None:
-        self.store.add(key, due_at, policy_fingerprint)
+        self.keys.add(key, due_at, policy_fingerprint)
         self._wake()
 
     def get(self, timeout: float) -> Lease | None:
@@ -56,16 +64,16 @@ class WorkQueue:
         while not self._stopping.is_set():
             with self._changed:
                 seen = self._generation
-            leases = self.store.lease(self.owner, 1)
+            leases = self.keys.lease(self.owner, 1)
             if leases:
                 return leases[0]
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
             wait = min(remaining, self.poll_seconds)
-            next_due = self.store.next_due()
+            next_due = self.keys.next_due()
             if next_due is not None:
-                wait = min(wait, max(next_due - time.time(), 0.0))
+                wait = min(wait, max(next_due - self._clock.now(), 0.0))
             with self._changed:
                 if self._generation == seen:
                     self._changed.wait(wait)
@@ -88,8 +96,8 @@ class WorkQueue:
             # A busy or briefly failing database must not end the heartbeat: the leases it
             # keeps alive would expire and be handed to another worker mid-conversion.
             try:
-                self.store.renew(self.owner)
-                released = self.store.release_expired()
+                self.keys.renew(self.owner)
+                released = self.keys.release_expired()
             except StateError as exc:
                 log.warning(
                     "lease heartbeat failed", extra={"owner": self.owner, "error": str(exc)}

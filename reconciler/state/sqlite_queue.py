@@ -1,129 +1,63 @@
-"""The state store in one SQLite file (`state.db` in the state directory).
+"""The key queue on the SQLite state database (see `sqlite_database` for the transactions).
 
-Every change is one `BEGIN IMMEDIATE` transaction, so two processes sharing the file (`acceld
-serve` and `acceld backfill`) see each other's leases and never hand one key to two workers.
-WAL lets `acceld status` read while the daemon writes.
+A lease carries the owner's host and process id as well as its expiry: a key whose worker's
+process on this host died comes back at once, without waiting for the lease to run out.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import socket
 import sqlite3
-import threading
-import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
-from harbor_api.oci import Descriptor, canonical_json
 from reconciler.state.backoff import Backoff
+from reconciler.state.clock import Clock
 from reconciler.state.keys import Key
-from reconciler.state.migrations import migrate
 from reconciler.state.process_liveness import pid_alive
+from reconciler.state.sqlite_database import SqliteDatabase
 from reconciler.state.store import (
-    MISSING,
-    CachedLayer,
     FailingKey,
     InProgress,
     KeyState,
     Lease,
-    Missing,
     QuarantinedKey,
     QueueCounts,
-    ScanMark,
-    StateError,
 )
 
-STATE_DB = "state.db"
 _MAX_ERROR_CHARS = 2000
 
 
-def state_db_path(state_dir: Path, *, must_exist: bool) -> Path:
-    """Where the state database of `state_dir` lives; creates the directory unless `must_exist`.
-
-    Commands that only read or fix state (`status`, `retry`) pass `must_exist` so a mistyped
-    directory is an error rather than a new, empty state.
-    """
-    path = state_dir / STATE_DB
-    if must_exist:
-        if not path.is_file():
-            raise StateError(
-                f"{path}: no state database (is the state directory right? has acceld run?)"
-            )
-    else:
-        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
-
-
-class SqliteStateStore:
-    """`StateStore` on SQLite. One connection per store, shared by threads under a lock."""
+class SqliteKeyQueue:
+    """`KeyQueue` on SQLite; times come from `clock`."""
 
     def __init__(
         self,
-        path: Path,
+        database: SqliteDatabase,
+        clock: Clock,
         *,
         lease_seconds: float = 60.0,
         backoff: Backoff | None = None,
-        busy_timeout_seconds: float = 30.0,
         rng: random.Random | None = None,
     ) -> None:
         if lease_seconds <= 0:
             raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
-        self.path = path
+        self._database = database
+        self._clock = clock
         self.lease_seconds = lease_seconds
         self.backoff = backoff or Backoff()
         self._rng = rng or random.Random()
         self._host = socket.gethostname()
         self._pid = os.getpid()
-        self._lock = threading.Lock()
-        try:
-            self._conn = sqlite3.connect(
-                path, timeout=busy_timeout_seconds, isolation_level=None, check_same_thread=False
-            )
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            migrate(self._conn, str(path))
-        except sqlite3.Error as exc:
-            raise StateError(f"{path}: cannot open the state database: {exc}") from None
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except BaseException as exc:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise StateError(f"{self.path}: {exc}") from exc
-                raise
-
-    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
-        with self._lock:
-            try:
-                return self._conn.execute(sql, params).fetchall()
-            except sqlite3.Error as exc:
-                raise StateError(f"{self.path}: {exc}") from exc
-
-    # The queue.
 
     def add(
         self, key: Key, due_at: float | None = None, policy_fingerprint: str | None = None
     ) -> None:
-        due = time.time() if due_at is None else due_at
+        due = self._clock.now() if due_at is None else due_at
         name = str(key)
-        with self._write() as conn:
+        with self._database.write() as conn:
             row = conn.execute(
                 "SELECT state, due_at, attempts, policy_fingerprint, dirty_due_at "
                 "FROM queue WHERE key = ?",
@@ -163,11 +97,11 @@ class SqliteStateStore:
                     (due, fingerprint, name),
                 )
 
-    def lease(self, owner: str, limit: int, now: float | None = None) -> list[Lease]:
-        at = time.time() if now is None else now
+    def lease(self, owner: str, limit: int) -> list[Lease]:
+        at = self._clock.now()
         expires = at + self.lease_seconds
         leases: list[Lease] = []
-        with self._write() as conn:
+        with self._database.write() as conn:
             self._release_gone(conn, at)
             rows = conn.execute(
                 "SELECT key, attempts, policy_fingerprint FROM queue "
@@ -197,9 +131,9 @@ class SqliteStateStore:
                 )
         return leases
 
-    def renew(self, owner: str, now: float | None = None) -> int:
-        at = time.time() if now is None else now
-        with self._write() as conn:
+    def renew(self, owner: str) -> int:
+        at = self._clock.now()
+        with self._database.write() as conn:
             return conn.execute(
                 "UPDATE queue SET expires_at = ? WHERE state = 'leased' AND owner = ? "
                 "AND owner_host = ? AND owner_pid = ?",
@@ -225,7 +159,7 @@ class SqliteStateStore:
         )
 
     def done(self, lease: Lease) -> bool:
-        with self._write() as conn:
+        with self._database.write() as conn:
             row = self._held(conn, lease)
             if row is None:
                 return False
@@ -236,9 +170,9 @@ class SqliteStateStore:
                 conn.execute("DELETE FROM queue WHERE key = ?", (str(lease.key),))
             return True
 
-    def retry_later(self, lease: Lease, error: str, now: float | None = None) -> bool:
-        at = time.time() if now is None else now
-        with self._write() as conn:
+    def retry_later(self, lease: Lease, error: str) -> bool:
+        at = self._clock.now()
+        with self._database.write() as conn:
             if self._held(conn, lease) is None:
                 return False
             attempts = lease.attempts + 1
@@ -246,9 +180,9 @@ class SqliteStateStore:
             self._make_pending(conn, str(lease.key), due, attempts, error)
             return True
 
-    def requeue_after(self, lease: Lease, seconds: float, now: float | None = None) -> bool:
-        at = time.time() if now is None else now
-        with self._write() as conn:
+    def requeue_after(self, lease: Lease, seconds: float) -> bool:
+        at = self._clock.now()
+        with self._database.write() as conn:
             row = self._held(conn, lease)
             if row is None:
                 return False
@@ -258,18 +192,18 @@ class SqliteStateStore:
             self._make_pending(conn, str(lease.key), due, 0, "")
             return True
 
-    def release(self, lease: Lease, now: float | None = None) -> bool:
-        at = time.time() if now is None else now
-        with self._write() as conn:
+    def release(self, lease: Lease) -> bool:
+        at = self._clock.now()
+        with self._database.write() as conn:
             row = self._held(conn, lease)
             if row is None:
                 return False
             self._make_pending(conn, str(lease.key), at, lease.attempts, "")
             return True
 
-    def quarantine(self, lease: Lease, reason: str, now: float | None = None) -> bool:
-        at = time.time() if now is None else now
-        with self._write() as conn:
+    def quarantine(self, lease: Lease, reason: str) -> bool:
+        at = self._clock.now()
+        with self._database.write() as conn:
             row = self._held(conn, lease)
             if row is None:
                 return False
@@ -289,7 +223,7 @@ class SqliteStateStore:
             return True
 
     def forget(self, key: Key) -> None:
-        with self._write() as conn:
+        with self._database.write() as conn:
             conn.execute("DELETE FROM queue WHERE key = ? AND state != 'leased'", (str(key),))
             conn.execute(
                 "UPDATE queue SET dirty_due_at = NULL WHERE key = ? AND state = 'leased'",
@@ -327,19 +261,19 @@ class SqliteStateStore:
             released += 1
         return released
 
-    def release_expired(self, now: float | None = None) -> int:
-        at = time.time() if now is None else now
-        with self._write() as conn:
+    def release_expired(self) -> int:
+        at = self._clock.now()
+        with self._database.write() as conn:
             return self._release_gone(conn, at)
 
-    def recover(self, owner: str, now: float | None = None) -> int:
-        at = time.time() if now is None else now
-        with self._write() as conn:
+    def recover(self, owner: str) -> int:
+        at = self._clock.now()
+        with self._database.write() as conn:
             return self._release_gone(conn, at, owner)
 
-    def retry(self, key: Key, now: float | None = None) -> bool:
-        at = time.time() if now is None else now
-        with self._write() as conn:
+    def retry(self, key: Key) -> bool:
+        at = self._clock.now()
+        with self._database.write() as conn:
             return (
                 conn.execute(
                     "UPDATE queue SET state = 'pending', due_at = ?, attempts = 0, "
@@ -350,9 +284,9 @@ class SqliteStateStore:
                 == 1
             )
 
-    def retry_all(self, now: float | None = None) -> int:
-        at = time.time() if now is None else now
-        with self._write() as conn:
+    def retry_all(self) -> int:
+        at = self._clock.now()
+        with self._database.write() as conn:
             return conn.execute(
                 "UPDATE queue SET state = 'pending', due_at = ?, attempts = 0, "
                 "last_error = '', quarantined_at = NULL WHERE "
@@ -361,21 +295,21 @@ class SqliteStateStore:
             ).rowcount
 
     def key_state(self, key: Key) -> KeyState | None:
-        rows = self._read(
+        rows = self._database.read(
             "SELECT state, due_at, attempts, last_error FROM queue WHERE key = ?", (str(key),)
         )
         return KeyState(key, *rows[0]) if rows else None
 
     def next_due(self) -> float | None:
         """When the earliest pending key is due, None when nothing is pending."""
-        rows = self._read("SELECT MIN(due_at) FROM queue WHERE state = 'pending'")
+        rows = self._database.read("SELECT MIN(due_at) FROM queue WHERE state = 'pending'")
         due: float | None = rows[0][0]
         return due
 
     # What `acceld status` shows.
 
     def counts(self) -> QueueCounts:
-        found = dict(self._read("SELECT state, COUNT(*) FROM queue GROUP BY state"))
+        found = dict(self._database.read("SELECT state, COUNT(*) FROM queue GROUP BY state"))
         return QueueCounts(
             pending=found.get("pending", 0),
             in_progress=found.get("leased", 0),
@@ -383,122 +317,22 @@ class SqliteStateStore:
         )
 
     def in_progress(self) -> list[InProgress]:
-        rows = self._read(
+        rows = self._database.read(
             "SELECT key, owner, owner_host, owner_pid, leased_at, expires_at, reconcile_id "
             "FROM queue WHERE state = 'leased' ORDER BY leased_at, key"
         )
         return [InProgress(Key.parse(row[0]), *row[1:]) for row in rows]
 
     def failing(self) -> list[FailingKey]:
-        rows = self._read(
+        rows = self._database.read(
             "SELECT key, attempts, last_error, due_at FROM queue "
             "WHERE state = 'pending' AND attempts > 0 ORDER BY due_at, key"
         )
         return [FailingKey(Key.parse(row[0]), *row[1:]) for row in rows]
 
     def quarantined(self) -> list[QuarantinedKey]:
-        rows = self._read(
+        rows = self._database.read(
             "SELECT key, last_error, attempts, policy_fingerprint, quarantined_at FROM queue "
             "WHERE state = 'quarantined' ORDER BY quarantined_at, key"
         )
         return [QuarantinedKey(Key.parse(row[0]), *row[1:]) for row in rows]
-
-    # The caches.
-
-    def layer_cache_get(
-        self, source_digest: str, format: str, options_key: str
-    ) -> CachedLayer | None:
-        rows = self._read(
-            "SELECT descriptor, diff_id, repository FROM layer_cache "
-            "WHERE source_digest = ? AND format = ? AND options_key = ?",
-            (source_digest, format, options_key),
-        )
-        if not rows:
-            return None
-        descriptor = Descriptor.from_json(json.loads(rows[0][0]), "layer cache descriptor")
-        return CachedLayer(descriptor, rows[0][1], rows[0][2])
-
-    def layer_cache_put(
-        self, source_digest: str, format: str, options_key: str, layer: CachedLayer
-    ) -> None:
-        with self._write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO layer_cache "
-                "(source_digest, format, options_key, descriptor, diff_id, repository) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    source_digest,
-                    format,
-                    options_key,
-                    canonical_json(layer.descriptor.to_json()).decode(),
-                    layer.diff_id,
-                    layer.repository,
-                ),
-            )
-
-    def classification_get(self, digest: str) -> str | Missing | None:
-        rows = self._read("SELECT format FROM classification WHERE digest = ?", (digest,))
-        if not rows:
-            return MISSING
-        found: str | None = rows[0][0]
-        return found
-
-    def classification_put(self, digest: str, format: str | None) -> None:
-        with self._write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO classification (digest, format) VALUES (?, ?)",
-                (digest, format),
-            )
-
-    # Scan marks.
-
-    def scan_started(self, kind: str, at: float) -> None:
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO scan_marks (kind, last_started_at) VALUES (?, ?) "
-                "ON CONFLICT (kind) DO UPDATE SET last_started_at = excluded.last_started_at",
-                (kind, at),
-            )
-
-    def scan_finished(
-        self,
-        kind: str,
-        started_at: float,
-        finished_at: float,
-        missing_by_policy_format: Mapping[tuple[str, str], int],
-    ) -> None:
-        missing = json.dumps(
-            sorted(
-                [policy, fmt, count] for (policy, fmt), count in missing_by_policy_format.items()
-            )
-        )
-        with self._write() as conn:
-            conn.execute(
-                "INSERT INTO scan_marks (kind, last_started_at, last_success_started_at, "
-                "last_success_finished_at, missing) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (kind) DO UPDATE SET "
-                "last_success_started_at = excluded.last_success_started_at, "
-                "last_success_finished_at = excluded.last_success_finished_at, "
-                "missing = excluded.missing",
-                (kind, started_at, started_at, finished_at, missing),
-            )
-
-    def last_scan(self, kind: str) -> ScanMark | None:
-        marks = [mark for mark in self.scans() if mark.kind == kind]
-        return marks[0] if marks else None
-
-    def scans(self) -> list[ScanMark]:
-        rows = self._read(
-            "SELECT kind, last_started_at, last_success_started_at, last_success_finished_at, "
-            "missing FROM scan_marks ORDER BY kind"
-        )
-        return [
-            ScanMark(
-                kind,
-                started,
-                success_started,
-                success_finished,
-                {(policy, fmt): count for policy, fmt, count in json.loads(missing)},
-            )
-            for kind, started, success_started, success_finished, missing in rows
-        ]

@@ -1,0 +1,67 @@
+"""The scan marks on the SQLite state database: one row per kind of scan."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from reconciler.state.sqlite_database import SqliteDatabase
+from reconciler.state.store import ScanMark
+
+
+class SqliteScanMarks:
+    """`ScanMarks` on SQLite; the missing counts are kept as a sorted JSON list."""
+
+    def __init__(self, database: SqliteDatabase) -> None:
+        self._database = database
+
+    def scan_started(self, kind: str, at: float) -> None:
+        with self._database.write() as conn:
+            conn.execute(
+                "INSERT INTO scan_marks (kind, last_started_at) VALUES (?, ?) "
+                "ON CONFLICT (kind) DO UPDATE SET last_started_at = excluded.last_started_at",
+                (kind, at),
+            )
+
+    def scan_finished(
+        self,
+        kind: str,
+        started_at: float,
+        finished_at: float,
+        missing_by_policy_format: Mapping[tuple[str, str], int],
+    ) -> None:
+        missing = json.dumps(
+            sorted(
+                [policy, fmt, count] for (policy, fmt), count in missing_by_policy_format.items()
+            )
+        )
+        with self._database.write() as conn:
+            conn.execute(
+                "INSERT INTO scan_marks (kind, last_started_at, last_success_started_at, "
+                "last_success_finished_at, missing) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (kind) DO UPDATE SET "
+                "last_success_started_at = excluded.last_success_started_at, "
+                "last_success_finished_at = excluded.last_success_finished_at, "
+                "missing = excluded.missing",
+                (kind, started_at, started_at, finished_at, missing),
+            )
+
+    def last_scan(self, kind: str) -> ScanMark | None:
+        marks = [mark for mark in self.scans() if mark.kind == kind]
+        return marks[0] if marks else None
+
+    def scans(self) -> list[ScanMark]:
+        rows = self._database.read(
+            "SELECT kind, last_started_at, last_success_started_at, last_success_finished_at, "
+            "missing FROM scan_marks ORDER BY kind"
+        )
+        return [
+            ScanMark(
+                kind,
+                started,
+                success_started,
+                success_finished,
+                {(policy, fmt): count for policy, fmt, count in json.loads(missing)},
+            )
+            for kind, started, success_started, success_finished, missing in rows
+        ]
