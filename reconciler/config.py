@@ -9,6 +9,8 @@ errors, and secrets come from files or the environment only (see `reconciler.sec
 
 from __future__ import annotations
 
+import ipaddress
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -23,10 +25,12 @@ import yaml
 from converters.limits import LayerLimits
 from harbor_api.credentials import Credentials, CredentialsError, credentials_from_docker_config
 from harbor_api.errors import AcceldError
+from harbor_api.origins import refuse_userinfo
 from harbor_api.transport import TlsOptions
 from policies.fields import FieldError, Fields
 from policies.load import PolicyError, parse_policies
 from policies.model import Policy
+from reconciler.observability.logs import register_secret
 from reconciler.secrets import Secret, read_secret
 
 ENV_CONFIG = "ACCELD_CONFIG"
@@ -34,6 +38,8 @@ DEFAULT_CONFIG_PATH = Path("/etc/acceld/config.yaml")
 DEFAULT_STATE_DIR = "/var/lib/acceld"
 
 ConversionLimits = LayerLimits
+
+log = logging.getLogger(__name__)
 
 _HOST_PORT = re.compile(
     r"^(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.-]+)):(?P<port>\d+)$"
@@ -231,8 +237,38 @@ def _source(
     return source
 
 
+def _source_url(fields: Fields) -> str:
+    """`url`, refused when it carries credentials (the error does not repeat them)."""
+    url: str = fields.string("url")
+    try:
+        refuse_userinfo(url)
+    except ValueError as exc:
+        raise FieldError(fields.where("url"), str(exc)) from None
+    return url
+
+
+def _warn_plain_http(where: str, host: str) -> None:
+    """Credentials and webhooks cross the network in clear text unless the host is this one."""
+    if not _is_loopback(host):
+        log.warning(
+            "plain http to a host that is not loopback: credentials and image content travel "
+            "unencrypted",
+            extra={"setting": where, "host": host},
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _harbor_source(fields: Fields, env: Mapping[str, str], base: Path) -> HarborSettings:
-    url = fields.string("url")
+    url = _source_url(fields)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
         raise FieldError(
@@ -245,19 +281,23 @@ def _harbor_source(fields: Fields, env: Mapping[str, str], base: Path) -> Harbor
             fields.path, "password_file, password_env or password_credential is required"
         )
     tls = _tls(fields, base, plain_http=parts.scheme == "http")
+    if tls.plain_http:
+        _warn_plain_http(fields.where("url"), parts.hostname or "")
     return HarborSettings(
         f"{parts.scheme}://{parts.netloc}", _credentials(fields, username, password), tls
     )
 
 
 def _registry_source(fields: Fields, env: Mapping[str, str], base: Path) -> RegistrySettings:
-    host = fields.string("url")
+    host = _source_url(fields)
     if not _REGISTRY_HOST.match(host):
         raise FieldError(fields.where("url"), f'expected HOST[:PORT] of the registry, got "{host}"')
     username = fields.string("username", "")
     password = read_secret(fields, "password", env, base)
     docker_config = fields.string("docker_config", "")
     tls = _tls(fields, base, plain_http=fields.boolean("plain_http", False))
+    if tls.plain_http:
+        _warn_plain_http(fields.where("plain_http"), host.rpartition(":")[0] or host)
     if docker_config and (username or password):
         raise FieldError(fields.path, "docker_config and username/password are both set; use one")
     if bool(username) != bool(password):
@@ -288,6 +328,7 @@ def _docker_credentials(fields: Fields, path: Path, host: str) -> Credentials:
         raise FieldError(fields.where("docker_config"), str(exc)) from None
     if found is None:
         raise FieldError(fields.where("docker_config"), f"{path} has no auths entry for {host}")
+    register_secret(found.password)
     return found
 
 
@@ -351,7 +392,16 @@ def _server(fields: Fields, env: Mapping[str, str], base: Path) -> ServerConfig:
 
 def _limits(fields: Fields) -> ConversionLimits:
     defaults = ConversionLimits()
-    limits = ConversionLimits(
+    try:
+        limits = _limits_from(fields, defaults)
+    except ValueError as exc:
+        raise FieldError(fields.path, str(exc)) from None
+    fields.done()
+    return limits
+
+
+def _limits_from(fields: Fields, defaults: ConversionLimits) -> ConversionLimits:
+    return ConversionLimits(
         max_uncompressed_size=fields.size(
             "max_layer_uncompressed_size", defaults.max_uncompressed_size
         ),
@@ -360,9 +410,9 @@ def _limits(fields: Fields) -> ConversionLimits:
         ),
         max_pax_header_size=fields.size("max_pax_header_size", defaults.max_pax_header_size),
         max_entries=fields.integer("max_entries", defaults.max_entries, low=1, high=1 << 40),
+        max_entry_metadata=fields.size("max_entry_metadata", defaults.max_entry_metadata),
+        max_layer_metadata=fields.size("max_layer_metadata", defaults.max_layer_metadata),
     )
-    fields.done()
-    return limits
 
 
 def _policies(fields: Fields, path: Path) -> tuple[Policy, ...]:

@@ -4,16 +4,23 @@ A secret is never written inline in the config file, so the file can be shown, d
 committed. `<name>_file: PATH`, `<name>_env: VARIABLE` or `<name>_credential: NAME` (read from
 `$CREDENTIALS_DIRECTORY/NAME`, which systemd fills from `LoadCredential=`) say where it is;
 exactly one of them. Errors name the key and where the secret was looked for, never its value.
+Every secret read is registered with the log redactor at once, and a secret file that its
+group or other users may read is reported with a warning.
 """
 
 from __future__ import annotations
 
+import logging
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harbor_api.credentials import CredentialsError, read_secret_file
 from policies.fields import FieldError, Fields
+from reconciler.observability.logs import register_secret
+
+log = logging.getLogger(__name__)
 
 CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
 _SOURCES = ("file", "env", "credential")
@@ -60,6 +67,7 @@ def read_secret(fields: Fields, name: str, env: Mapping[str, str], base_dir: Pat
         secret = env.get(value, "")
         if not secret:
             raise FieldError(where, f"environment variable {value} is not set or empty")
+        register_secret(secret)
         return Secret(secret, f"env {value}")
     if source == "credential":
         directory = env.get(CREDENTIALS_DIRECTORY, "")
@@ -75,6 +83,22 @@ def read_secret(fields: Fields, name: str, env: Mapping[str, str], base_dir: Pat
     else:
         path = base_dir / value
     try:
-        return Secret(read_secret_file(path, where), f"file {path}")
+        secret = read_secret_file(path, where)
     except CredentialsError as exc:
         raise FieldError("", str(exc)) from None
+    register_secret(secret)
+    warn_if_readable_by_others(path, where)
+    return Secret(secret, f"file {path}")
+
+
+def warn_if_readable_by_others(path: Path, where: str) -> None:
+    """A warning when users other than the owner may read the secret file at `path`."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning(
+            "secret file is readable by its group or by other users; chmod 600 it",
+            extra={"setting": where, "path": str(path), "mode": f"{stat.S_IMODE(mode):04o}"},
+        )
