@@ -102,16 +102,25 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """One acceld configuration file, checked and resolved (secrets read, paths absolute)."""
+
     source: HarborSettings | RegistrySettings
+    """Where originals are found and converted images pushed."""
     state_dir: Path
+    """The state database (queue, caches, scan marks) lives here."""
     work_dir: Path
+    """Layers are spooled here while they convert; each process works in an area of its own."""
     work_dir_budget_bytes: int
+    """How much of `work_dir` conversions may use at once."""
     workers: int
+    """Conversions running at the same time (each layer in a child process)."""
     scan: ScanConfig
     server: ServerConfig
     limits: ConversionLimits
+    """Bounds a source layer must stay within; a layer beyond them is quarantined."""
     policies: tuple[Policy, ...]
     path: Path
+    """The file this was loaded from (relative paths in it are resolved against its folder)."""
 
 
 def config_path(explicit: Path | None, env: Mapping[str, str] | None = None) -> Path:
