@@ -30,6 +30,10 @@ setup(
         "isal>=1.6",
         # Nydus chunk digests (nydus' default digester).
         "blake3>=0.4",
+        # The state store shared by several hosts (state: backend: postgresql); the binary
+        # package brings its own libpq.
+        "psycopg[binary]>=3.1",
+        "psycopg-pool>=3.2",
     ],
     extras_require={
         "test": [

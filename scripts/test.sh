@@ -13,6 +13,8 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # The Nydus oracles: fsck.erofs/dump.erofs read RAFS v6, umoci flattens the original image.
 command -v fsck.erofs >/dev/null 2>&1 || need+=(erofs-utils)
 command -v umoci >/dev/null 2>&1 || need+=(umoci)
+# A throwaway PostgreSQL cluster for the shared state store (initdb and postgres, out of PATH).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq

@@ -1,14 +1,13 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from harbor_api.oci import Descriptor
-from reconciler.state.sqlite_state import open_sqlite_state
 from reconciler.state.store import MISSING, CachedLayer, StateStore
 from tests.support.clock import FakeClock
+from tests.support.state_backends import StateBackend
+
+pytest_plugins = ("tests.support.state_fixtures",)
 
 SOURCE = "sha256:" + "11" * 32
 CONVERTED = Descriptor(
@@ -20,24 +19,29 @@ CONVERTED = Descriptor(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[StateStore]:
-    opened = open_sqlite_state(tmp_path / "state.db", FakeClock())
-    yield opened
-    opened.close()
+def store(state_backend: StateBackend) -> StateStore:
+    return state_backend.open(FakeClock())
 
 
 def test_a_converted_layer_is_found_again_by_source_format_and_options(
-    tmp_path: Path, store: StateStore
+    state_backend: StateBackend, store: StateStore
 ) -> None:
     layer = CachedLayer(CONVERTED, "sha256:" + "44" * 32, "proj/base")
     store.layers.put(SOURCE, "estargz", "level=9,chunk=4M", layer)
     store.close()
-    reopened = open_sqlite_state(tmp_path / "state.db", FakeClock())
+    reopened = state_backend.open(FakeClock())
     assert reopened.layers.get(SOURCE, "estargz", "level=9,chunk=4M") == layer
     assert reopened.layers.get(SOURCE, "estargz", "level=1,chunk=4M") is None
     assert reopened.layers.get(SOURCE, "zstd:chunked", "level=9,chunk=4M") is None
     assert reopened.layers.get(CONVERTED.digest, "estargz", "level=9,chunk=4M") is None
-    reopened.close()
+
+
+def test_a_layer_converted_again_replaces_the_cached_one(store: StateStore) -> None:
+    first = CachedLayer(CONVERTED, "sha256:" + "44" * 32, "proj/base")
+    again = CachedLayer(CONVERTED, "sha256:" + "44" * 32, "proj/other")
+    store.layers.put(SOURCE, "estargz", "k", first)
+    store.layers.put(SOURCE, "estargz", "k", again)
+    assert store.layers.get(SOURCE, "estargz", "k") == again
 
 
 def test_classification_tells_unknown_from_not_accelerated(store: StateStore) -> None:
@@ -46,6 +50,8 @@ def test_classification_tells_unknown_from_not_accelerated(store: StateStore) ->
     store.classifications.put(digest, None)
     assert store.classifications.get(digest) is None
     other = "sha256:" + "66" * 32
+    store.classifications.put(other, "estargz")
+    assert store.classifications.get(other) == "estargz"
     store.classifications.put(other, "estargz")
     assert store.classifications.get(other) == "estargz"
 

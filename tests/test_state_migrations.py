@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.state.keys import Key
-from reconciler.state.migrations import SCHEMA_VERSION
+from reconciler.state.migrations import MIGRATIONS, SCHEMA_VERSION
 from reconciler.state.sqlite_database import STATE_DB, state_db_path
 from reconciler.state.sqlite_state import open_sqlite_state
 from reconciler.state.store import StateError, StateStore
@@ -34,7 +34,14 @@ def test_an_empty_directory_gets_a_current_schema_in_wal_mode(tmp_path: Path) ->
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
-    assert {"queue", "layer_cache", "classification", "scan_marks", "schema_version"} <= tables
+    assert {
+        "queue",
+        "layer_cache",
+        "classification",
+        "scan_marks",
+        "leader_leases",
+        "schema_version",
+    } <= tables
 
 
 def test_reopening_keeps_the_data_and_the_single_version_row(tmp_path: Path) -> None:
@@ -73,3 +80,22 @@ def test_a_missing_state_database_is_an_error_when_it_must_exist(tmp_path: Path)
     with pytest.raises(StateError, match="no state database"):
         state_db_path(tmp_path / "typo", must_exist=True)
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_database_of_an_older_acceld_is_brought_up_to_date_keeping_its_data(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / STATE_DB
+    with sqlite3.connect(path) as conn:
+        for statement in MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+        conn.execute(
+            "INSERT INTO queue (key, state, due_at) VALUES (?, 'pending', 1.0)", (str(KEY),)
+        )
+    store = _open(path)
+    assert store.queue.key_state(KEY) is not None
+    assert store.leaders.hold("scan", "host-a", 30)
+    store.close()
+    assert _version(path) == SCHEMA_VERSION == 2

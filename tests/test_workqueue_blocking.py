@@ -1,4 +1,5 @@
-"""The in-process `WorkQueue`: blocking get, wake on add, polling for other processes' keys."""
+"""The in-process `WorkQueue`: blocking get, wake on add, polling for other processes' keys,
+the heartbeat, on each backend."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import pytest
 
 from reconciler.state.clock import SystemClock
 from reconciler.state.keys import Key
-from reconciler.state.sqlite_state import open_sqlite_state
 from reconciler.state.store import KeyQueue, Lease, StateStore
 from reconciler.state.workqueue import WorkQueue
 from tests.support.clock import FakeClock
 from tests.support.daemon_process import wait_until
+from tests.support.state_backends import StateBackend
+
+pytest_plugins = ("tests.support.state_fixtures",)
 
 KEY = Key("proj/app", "sha256:" + "ef" * 32, "estargz")
 LEASE_SECONDS = 60.0
@@ -28,10 +31,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def state(tmp_path: Path, clock: FakeClock) -> Iterator[StateStore]:
-    opened = open_sqlite_state(tmp_path / "state.db", clock, lease_seconds=LEASE_SECONDS)
-    yield opened
-    opened.close()
+def state(state_backend: StateBackend, clock: FakeClock) -> StateStore:
+    return state_backend.open(clock, lease_seconds=LEASE_SECONDS)
 
 
 @pytest.fixture
@@ -53,16 +54,13 @@ def _renewed_at(keys: KeyQueue, clock: FakeClock) -> bool:
     return [item.expires_at for item in keys.in_progress()] == [clock.now() + LEASE_SECONDS]
 
 
-def _kept_past_its_first_expiry(keys: KeyQueue, clock: FakeClock, db: Path) -> bool:
+def _kept_past_its_first_expiry(keys: KeyQueue, clock: FakeClock, backend: StateBackend) -> bool:
     """Whether a lease taken now is still held, by the heartbeat's renewal, once it would have
     expired: another process then finds nothing to release."""
     clock.advance(LEASE_SECONDS - 10)
     wait_until(lambda: _renewed_at(keys, clock), 5.0, "the heartbeat's renewal")
     clock.advance(20)
-    other = open_sqlite_state(db, clock)
-    released = other.queue.release_expired()
-    other.close()
-    return released == 0
+    return backend.open(clock).queue.release_expired() == 0
 
 
 def test_get_wakes_when_this_process_adds_a_key(queue: WorkQueue) -> None:
@@ -82,29 +80,27 @@ def test_get_gives_up_after_its_timeout(queue: WorkQueue) -> None:
     assert 0.3 <= time.monotonic() - started < 2.0
 
 
-def test_get_waits_for_a_delayed_key_until_it_is_due_not_a_whole_poll(tmp_path: Path) -> None:
+def test_get_waits_for_a_delayed_key_until_it_is_due_not_a_whole_poll(
+    state_backend: StateBackend,
+) -> None:
     clock = SystemClock()
-    state = open_sqlite_state(tmp_path / "state.db", clock)
-    queue = WorkQueue(state.queue, "serve", clock, poll_seconds=5.0)
+    queue = WorkQueue(state_backend.open(clock).queue, "serve", clock, poll_seconds=5.0)
     queue.add(KEY, due_at=clock.now() + 0.4)
     started = time.monotonic()
     lease = queue.get(5.0)
     assert lease is not None
     assert 0.35 <= time.monotonic() - started < 1.5
-    state.close()
 
 
-def test_get_finds_a_key_another_process_added(tmp_path: Path, clock: FakeClock) -> None:
-    state = open_sqlite_state(tmp_path / "state.db", clock)
-    queue = WorkQueue(state.queue, "serve", clock, poll_seconds=0.2)
+def test_get_finds_a_key_another_process_added(
+    state_backend: StateBackend, clock: FakeClock
+) -> None:
+    queue = WorkQueue(state_backend.open(clock).queue, "serve", clock, poll_seconds=0.2)
     thread, got = _get_in_thread(queue, 10.0)
     time.sleep(0.1)
-    other = open_sqlite_state(tmp_path / "state.db", clock)
-    other.queue.add(KEY)
+    state_backend.open(clock).queue.add(KEY)
     thread.join(timeout=5)
     assert got[0] is not None
-    other.close()
-    state.close()
 
 
 def test_shut_down_releases_waiting_workers(queue: WorkQueue) -> None:
@@ -117,21 +113,20 @@ def test_shut_down_releases_waiting_workers(queue: WorkQueue) -> None:
 
 
 def test_the_heartbeat_keeps_leases_past_their_first_expiry(
-    tmp_path: Path, queue: WorkQueue, clock: FakeClock
+    state_backend: StateBackend, queue: WorkQueue, clock: FakeClock
 ) -> None:
     queue.add(KEY)
     lease = queue.get(1.0)
     assert lease is not None
-    assert _kept_past_its_first_expiry(queue.keys, clock, tmp_path / "state.db")
+    assert _kept_past_its_first_expiry(queue.keys, clock, state_backend)
     assert queue.keys.done(lease)
 
 
-def test_the_heartbeat_outlasts_a_database_locked_by_another_process(
+def test_the_heartbeat_outlasts_a_sqlite_database_locked_by_another_process(
     tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    state = open_sqlite_state(
-        tmp_path / "state.db", clock, lease_seconds=LEASE_SECONDS, busy_timeout_seconds=0.05
-    )
+    backend = StateBackend("sqlite", str(tmp_path / "state.db"))
+    state = backend.open(clock, lease_seconds=LEASE_SECONDS, busy_timeout_seconds=0.05)
     queue = WorkQueue(state.queue, "serve", clock, heartbeat_seconds=0.05)
     queue.start()
     try:
@@ -143,8 +138,8 @@ def test_the_heartbeat_outlasts_a_database_locked_by_another_process(
         wait_until(lambda: "lease heartbeat failed" in caplog.messages, 5.0, "a failed heartbeat")
         blocker.execute("ROLLBACK")
         blocker.close()
-        assert _kept_past_its_first_expiry(state.queue, clock, tmp_path / "state.db")
+        assert _kept_past_its_first_expiry(state.queue, clock, backend)
         assert state.queue.done(lease)
     finally:
         queue.shut_down()
-        state.close()
+        backend.close_all()

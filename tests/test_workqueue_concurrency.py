@@ -1,4 +1,5 @@
-"""Never two workers on one key: threads of one process, and processes sharing a state dir."""
+"""Never two workers on one key: threads of one process, and processes sharing one state, on
+each backend; and what becomes of the keys of a worker process that is killed."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from pathlib import Path
 
 from reconciler.state.clock import SystemClock
 from reconciler.state.keys import Key
-from reconciler.state.sqlite_state import open_sqlite_state
 from reconciler.state.store import KeyQueue
 from tests.support.clock import FakeClock
+from tests.support.postgres_server import RunningPostgres
+from tests.support.state_backends import StateBackend, open_state
+
+pytest_plugins = ("tests.support.state_fixtures",)
 
 KEYS = 120
 
@@ -53,9 +57,15 @@ def _work(keys: KeyQueue, owner: str, markers: Path, deadline: float) -> list[st
 
 
 def _process_worker(
-    db: str, owner: str, markers: str, out: str, threads: int, start: BarrierType
+    backend: str,
+    target: str,
+    owner: str,
+    markers: str,
+    out: str,
+    threads: int,
+    start: BarrierType,
 ) -> None:
-    state = open_sqlite_state(Path(db), SystemClock())
+    state = open_state(backend, target, SystemClock())
     results: list[list[str]] = [[] for _ in range(threads)]
     # Both processes start together: on a loaded machine the first would otherwise take every
     # key before the second has imported anything.
@@ -71,6 +81,7 @@ def _process_worker(
     for worker in workers:
         worker.join(timeout=40)
     Path(out).write_text("\n".join(k for handled in results for k in handled))
+    state.close()
 
 
 def _fill(keys: KeyQueue) -> None:
@@ -78,8 +89,10 @@ def _fill(keys: KeyQueue) -> None:
         keys.add(key(n))
 
 
-def test_many_threads_never_hold_one_key_at_once(tmp_path: Path) -> None:
-    state = open_sqlite_state(tmp_path / "state.db", SystemClock())
+def test_many_threads_never_hold_one_key_at_once(
+    tmp_path: Path, state_backend: StateBackend
+) -> None:
+    state = state_backend.open(SystemClock())
     _fill(state.queue)
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -100,9 +113,10 @@ def test_many_threads_never_hold_one_key_at_once(tmp_path: Path) -> None:
     assert sum(1 for slot in results if slot) > 1
 
 
-def test_two_processes_on_one_state_dir_never_hold_one_key_at_once(tmp_path: Path) -> None:
-    db = tmp_path / "state.db"
-    state = open_sqlite_state(db, SystemClock())
+def test_two_processes_on_one_state_never_hold_one_key_at_once(
+    tmp_path: Path, state_backend: StateBackend
+) -> None:
+    state = state_backend.open(SystemClock())
     _fill(state.queue)
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -111,7 +125,16 @@ def test_two_processes_on_one_state_dir_never_hold_one_key_at_once(tmp_path: Pat
     start = context.Barrier(len(outs))
     processes = [
         context.Process(
-            target=_process_worker, args=(str(db), f"proc{i}", str(markers), str(out), 3, start)
+            target=_process_worker,
+            args=(
+                state_backend.name,
+                state_backend.target,
+                f"proc{i}",
+                str(markers),
+                str(out),
+                3,
+                start,
+            ),
         )
         for i, out in enumerate(outs)
     ]
@@ -132,19 +155,19 @@ def test_two_processes_on_one_state_dir_never_hold_one_key_at_once(tmp_path: Pat
 
 _VICTIM = """
 import sys, time
-from pathlib import Path
 from reconciler.state.clock import SystemClock
-from reconciler.state.sqlite_state import open_sqlite_state
-state = open_sqlite_state(Path(sys.argv[1]), SystemClock(), lease_seconds=3600)
-leases = state.queue.lease(sys.argv[2], 3)
+from tests.support.state_backends import open_state
+state = open_state(sys.argv[1], sys.argv[2], SystemClock(), lease_seconds=3600)
+leases = state.queue.lease(sys.argv[3], 3)
 print(len(leases), flush=True)
 time.sleep(60)
 """
 
 
-def _leases_then_killed(db: Path, owner: str) -> None:
+def _leases_then_killed(backend: StateBackend, owner: str) -> None:
+    """A process of this host leases three keys for an hour and is killed (SIGKILL)."""
     victim = subprocess.Popen(
-        [sys.executable, "-c", _VICTIM, str(db), owner],
+        [sys.executable, "-c", _VICTIM, backend.name, backend.target, owner],
         stdout=subprocess.PIPE,
         text=True,
         cwd=Path(__file__).resolve().parents[1],
@@ -157,25 +180,50 @@ def _leases_then_killed(db: Path, owner: str) -> None:
         victim.wait(timeout=10)
 
 
-def test_keys_of_a_killed_worker_process_become_pending_again(tmp_path: Path) -> None:
+def test_on_one_host_the_keys_of_a_killed_worker_process_are_pending_again_at_once(
+    tmp_path: Path,
+) -> None:
+    backend = StateBackend("sqlite", str(tmp_path / "state.db"))
     clock = FakeClock(time.time())
-    keys = open_sqlite_state(tmp_path / "state.db", clock).queue
+    keys = backend.open(clock).queue
     for n in range(4):
         keys.add(key(n))
-    _leases_then_killed(tmp_path / "state.db", "backfill")
+    _leases_then_killed(backend, "backfill")
     assert keys.counts().in_progress == 3
     assert keys.release_expired() == 3
     assert keys.counts().pending == 4
     assert all("stopped without a result" in failing.last_error for failing in keys.failing())
     clock.advance(2)
     assert len(keys.lease("serve", 10)) == 4
+    backend.close_all()
 
 
-def test_a_restarted_owner_recovers_what_it_held_before(tmp_path: Path) -> None:
-    keys = open_sqlite_state(tmp_path / "state.db", SystemClock()).queue
+def test_across_hosts_the_keys_of_a_dead_worker_are_pending_again_after_its_lease(
+    postgres: RunningPostgres,
+) -> None:
+    # A process id means nothing to the other hosts: only the lease's expiry frees the keys.
+    backend = StateBackend("postgresql", postgres.dsn(postgres.create_database()))
+    clock = FakeClock(time.time())
+    keys = backend.open(clock).queue
+    for n in range(4):
+        keys.add(key(n))
+    _leases_then_killed(backend, "serve:host-a")
+    assert keys.release_expired() == 0
+    clock.advance(3600)
+    assert keys.release_expired() == 0
+    clock.advance(1)
+    assert keys.release_expired() == 3
+    assert all("stopped without a result" in failing.last_error for failing in keys.failing())
+    clock.advance(2)
+    assert len(keys.lease("serve:host-b", 10)) == 4
+    backend.close_all()
+
+
+def test_a_restarted_owner_recovers_what_it_held_before(state_backend: StateBackend) -> None:
+    keys = state_backend.open(SystemClock()).queue
     for n in range(3):
         keys.add(key(n))
-    _leases_then_killed(tmp_path / "state.db", "serve")
+    _leases_then_killed(state_backend, "serve")
     assert keys.recover("other") == 0
     assert keys.recover("serve") == 3
     assert keys.counts().pending == 3

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import random
-import tempfile
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from reconciler.state.backoff import Backoff
 from reconciler.state.keys import Key
-from reconciler.state.sqlite_state import open_sqlite_state
-from reconciler.state.store import Lease
+from reconciler.state.store import KeyQueue, Lease
 from tests.support.clock import FakeClock
+from tests.support.state_backends import StateBackend
+
+pytest_plugins = ("tests.support.state_fixtures",)
 
 KEYS = [Key(f"proj/app{n}", f"sha256:{n:064x}", "estargz") for n in range(4)]
 LEASE_SECONDS = 50.0
@@ -34,18 +40,12 @@ class Row:
 
 
 class QueueModel(RuleBasedStateMachine):
-    def __init__(self) -> None:
+    def __init__(self, backend: StateBackend, queue: KeyQueue, clock: FakeClock) -> None:
         super().__init__()
-        self._dir = tempfile.TemporaryDirectory()
-        self.clock = FakeClock(1000.0)
-        self.state = open_sqlite_state(
-            Path(self._dir.name) / "state.db",
-            self.clock,
-            lease_seconds=LEASE_SECONDS,
-            backoff=BACKOFF,
-            rng=random.Random(0),
-        )
-        self.queue = self.state.queue
+        self.backend = backend
+        self.queue = queue
+        self.clock = clock
+        clock.set(1000.0)
         self.rows: dict[Key, Row] = {}
         self.leases: dict[Key, Lease] = {}
         self.stale: list[Lease] = []
@@ -55,8 +55,7 @@ class QueueModel(RuleBasedStateMachine):
         return self.clock.now()
 
     def teardown(self) -> None:
-        self.state.close()
-        self._dir.cleanup()
+        self.backend.empty()
 
     def _pending(self, key: Key, due: float, attempts: int, row: Row) -> None:
         self.rows[key] = Row("pending", due, attempts, row.fingerprint)
@@ -198,5 +197,12 @@ class QueueModel(RuleBasedStateMachine):
         )
 
 
-QueueModel.TestCase.settings = settings(max_examples=40, stateful_step_count=30, deadline=None)
-test_queue_behaves_like_its_model = QueueModel.TestCase
+def test_queue_behaves_like_its_model(state_backend: StateBackend) -> None:
+    clock = FakeClock()
+    queue = state_backend.open(
+        clock, lease_seconds=LEASE_SECONDS, backoff=BACKOFF, rng=random.Random(0)
+    ).queue
+    run_state_machine_as_test(
+        lambda: QueueModel(state_backend, queue, clock),
+        settings=settings(max_examples=40, stateful_step_count=30, deadline=None),
+    )

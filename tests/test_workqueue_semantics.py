@@ -1,18 +1,18 @@
-"""The queue's client-go semantics, one by one, on a real SQLite file with an injected clock."""
+"""The queue's client-go semantics, one by one, on each backend with an injected clock."""
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from reconciler.state.backoff import Backoff
 from reconciler.state.keys import Key
-from reconciler.state.sqlite_state import open_sqlite_state
 from reconciler.state.store import KeyQueue
 from tests.support.clock import FakeClock
+from tests.support.state_backends import StateBackend
+
+pytest_plugins = ("tests.support.state_fixtures",)
 
 T0 = 1_800_000_000.0
 
@@ -27,10 +27,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def queue(tmp_path: Path, clock: FakeClock) -> Iterator[KeyQueue]:
-    state = open_sqlite_state(tmp_path / "state.db", clock, lease_seconds=60, rng=random.Random(7))
-    yield state.queue
-    state.close()
+def queue(state_backend: StateBackend, clock: FakeClock) -> KeyQueue:
+    return state_backend.open(clock, lease_seconds=60, rng=random.Random(7)).queue
 
 
 def test_a_pending_key_is_queued_once_however_often_it_is_added(queue: KeyQueue) -> None:
@@ -93,11 +91,12 @@ def test_done_without_a_new_add_removes_the_key(queue: KeyQueue) -> None:
     assert queue.next_due() is None
 
 
-def test_transient_failures_back_off_exponentially_within_jitter(tmp_path: Path) -> None:
+def test_transient_failures_back_off_exponentially_within_jitter(
+    state_backend: StateBackend,
+) -> None:
     backoff = Backoff(base=1.0, cap=3600.0, jitter=0.2)
     clock = FakeClock(T0)
-    state = open_sqlite_state(tmp_path / "state.db", clock, backoff=backoff, rng=random.Random(3))
-    queue = state.queue
+    queue = state_backend.open(clock, backoff=backoff, rng=random.Random(3)).queue
     queue.add(key(1), T0)
     now = T0
     delays = []
@@ -117,7 +116,6 @@ def test_transient_failures_back_off_exponentially_within_jitter(tmp_path: Path)
     (failing,) = queue.failing()
     assert failing.attempts == 15
     assert failing.last_error == "HTTP 503 on attempt 15"
-    state.close()
 
 
 def test_adding_a_backing_off_key_does_not_cut_its_backoff(queue: KeyQueue) -> None:

@@ -2,8 +2,8 @@
 
 Every change is one `BEGIN IMMEDIATE` transaction, so two processes sharing the file (`acceld
 serve` and `acceld backfill`) see each other's leases and never hand one key to two workers.
-WAL lets `acceld status` read while the daemon writes. The queue, the caches and the scan marks
-(`sqlite_queue`, `sqlite_caches`, `sqlite_scan_marks`) share one connection through this class.
+WAL lets `acceld status` read while the daemon writes. The queue, the caches, the scan marks and
+the leader leases (the `sql_*` modules) share one connection through this class.
 """
 
 from __future__ import annotations
@@ -40,6 +40,11 @@ def state_db_path(state_dir: Path, *, must_exist: bool) -> Path:
 
 class SqliteDatabase:
     """One connection to the state file, migrated on open, shared by threads under a lock."""
+
+    # BEGIN IMMEDIATE holds the whole file: rows need no locks of their own.
+    lock_rows = ""
+    skip_locked_rows = ""
+    local_only = True
 
     def __init__(self, path: Path, *, busy_timeout_seconds: float = 30.0) -> None:
         self.path = path

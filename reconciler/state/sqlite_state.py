@@ -1,4 +1,4 @@
-"""The state store of one host: the four parts over one SQLite file."""
+"""The state store of one host: the parts over one SQLite file."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from pathlib import Path
 
 from reconciler.state.backoff import Backoff
 from reconciler.state.clock import Clock
-from reconciler.state.sqlite_caches import SqliteClassificationCache, SqliteLayerCache
+from reconciler.state.sql_state import sql_state_store
 from reconciler.state.sqlite_database import SqliteDatabase
-from reconciler.state.sqlite_queue import SqliteKeyQueue
-from reconciler.state.sqlite_scan_marks import SqliteScanMarks
 from reconciler.state.store import StateStore
 
 
@@ -29,12 +27,4 @@ def open_sqlite_state(
     `busy_timeout_seconds` is how long a write waits for another process's transaction.
     """
     database = SqliteDatabase(path, busy_timeout_seconds=busy_timeout_seconds)
-    return StateStore(
-        queue=SqliteKeyQueue(
-            database, clock, lease_seconds=lease_seconds, backoff=backoff, rng=rng
-        ),
-        layers=SqliteLayerCache(database),
-        classifications=SqliteClassificationCache(database),
-        scans=SqliteScanMarks(database),
-        database=database,
-    )
+    return sql_state_store(database, clock, lease_seconds=lease_seconds, backoff=backoff, rng=rng)

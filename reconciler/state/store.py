@@ -1,10 +1,10 @@
-"""What the daemon keeps between runs: four parts over one database, each behind a Protocol.
+"""What the daemon keeps between runs: parts over one database, each behind a Protocol.
 
 The key queue follows client-go's rate-limited queue: a key is pending at most once, is leased
-to at most one worker at a time (across threads and processes), and a key added while leased is
-marked dirty and becomes pending again when its worker finishes. The layer cache, the
-classification cache and the scan marks are independent of it; each user takes only the part it
-needs. Times are Unix seconds from the `Clock` a backend is built with.
+to at most one worker at a time (across threads, processes and hosts), and a key added while
+leased is marked dirty and becomes pending again when its worker finishes. The layer cache, the
+classification cache, the scan marks and the leader leases are independent of it; each user
+takes only the part it needs. Times are Unix seconds from the `Clock` a backend is built with.
 """
 
 from __future__ import annotations
@@ -222,6 +222,31 @@ class ScanMarks(Protocol):
         """Every kind's mark, by kind."""
 
 
+@dataclass(frozen=True)
+class LeaderLease:
+    name: str
+    holder: str
+    expires_at: float
+
+
+class LeaderLeases(Protocol):
+    """Named leases, each held by one holder at a time across processes and hosts: the scan
+    leader. A holder keeps its lease by taking it again before it expires; when the holder
+    dies, another takes it over once it has expired."""
+
+    def hold(self, name: str, holder: str, seconds: float) -> bool:
+        """Take `name` for `holder` until `seconds` from now, or extend it if `holder` has it.
+
+        False, changing nothing, while another holder's lease runs.
+        """
+
+    def give_up(self, name: str, holder: str) -> None:
+        """End `holder`'s lease on `name` now (shutting down), so another need not wait."""
+
+    def leaders(self) -> list[LeaderLease]:
+        """Every lease, expired or not, by name."""
+
+
 class StateDatabase(Protocol):
     """The connection (or pool) the parts of one `StateStore` share."""
 
@@ -230,16 +255,17 @@ class StateDatabase(Protocol):
 
 @dataclass(frozen=True)
 class StateStore:
-    """The queue, the caches and the scan marks of one state database.
+    """The queue, the caches, the scan marks and the leader leases of one state database.
 
     Hand each user the part it needs (`store.layers` to the conversion, `store.queue` to the
-    work queue); `close` closes the database under all four.
+    work queue); `close` closes the database under all of them.
     """
 
     queue: KeyQueue
     layers: LayerCache
     classifications: ClassificationCache
     scans: ScanMarks
+    leaders: LeaderLeases
     database: StateDatabase
 
     def close(self) -> None:

@@ -1,18 +1,18 @@
-"""The scan marks on the SQLite state database: one row per kind of scan."""
+"""The scan marks in SQL (`sql_database`): one row per kind of scan."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 
-from reconciler.state.sqlite_database import SqliteDatabase
+from reconciler.state.sql_database import SqlDatabase
 from reconciler.state.store import ScanMark
 
 
-class SqliteScanMarks:
-    """`ScanMarks` on SQLite; the missing counts are kept as a sorted JSON list."""
+class SqlScanMarks:
+    """`ScanMarks` in SQL; the missing counts are kept as a sorted JSON list."""
 
-    def __init__(self, database: SqliteDatabase) -> None:
+    def __init__(self, database: SqlDatabase) -> None:
         self._database = database
 
     def scan_started(self, kind: str, at: float) -> None:

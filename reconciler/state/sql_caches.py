@@ -1,18 +1,18 @@
-"""The layer cache and the classification cache on the SQLite state database."""
+"""The layer cache and the classification cache in SQL (`sql_database`), on any backend."""
 
 from __future__ import annotations
 
 import json
 
 from harbor_api.oci import Descriptor, canonical_json
-from reconciler.state.sqlite_database import SqliteDatabase
+from reconciler.state.sql_database import SqlDatabase
 from reconciler.state.store import MISSING, CachedLayer, Missing
 
 
-class SqliteLayerCache:
-    """`LayerCache` on SQLite."""
+class SqlLayerCache:
+    """`LayerCache` in SQL."""
 
-    def __init__(self, database: SqliteDatabase) -> None:
+    def __init__(self, database: SqlDatabase) -> None:
         self._database = database
 
     def get(self, source_digest: str, format: str, options_key: str) -> CachedLayer | None:
@@ -29,9 +29,12 @@ class SqliteLayerCache:
     def put(self, source_digest: str, format: str, options_key: str, layer: CachedLayer) -> None:
         with self._database.write() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO layer_cache "
+                "INSERT INTO layer_cache "
                 "(source_digest, format, options_key, descriptor, diff_id, repository) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (source_digest, format, options_key) DO UPDATE SET "
+                "descriptor = excluded.descriptor, diff_id = excluded.diff_id, "
+                "repository = excluded.repository",
                 (
                     source_digest,
                     format,
@@ -43,10 +46,10 @@ class SqliteLayerCache:
             )
 
 
-class SqliteClassificationCache:
-    """`ClassificationCache` on SQLite."""
+class SqlClassificationCache:
+    """`ClassificationCache` in SQL."""
 
-    def __init__(self, database: SqliteDatabase) -> None:
+    def __init__(self, database: SqlDatabase) -> None:
         self._database = database
 
     def get(self, digest: str) -> str | Missing | None:
@@ -59,6 +62,7 @@ class SqliteClassificationCache:
     def put(self, digest: str, format: str | None) -> None:
         with self._database.write() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO classification (digest, format) VALUES (?, ?)",
+                "INSERT INTO classification (digest, format) VALUES (?, ?) "
+                "ON CONFLICT (digest) DO UPDATE SET format = excluded.format",
                 (digest, format),
             )

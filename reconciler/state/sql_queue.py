@@ -1,7 +1,9 @@
-"""The key queue on the SQLite state database (see `sqlite_database` for the transactions).
+"""The key queue in SQL, the same statements on SQLite and PostgreSQL (`sql_database`).
 
-A lease carries the owner's host and process id as well as its expiry: a key whose worker's
-process on this host died comes back at once, without waiting for the lease to run out.
+A lease expires unless its owner's heartbeat renews it, so a key held by a dead host comes back
+after the lease period. A lease also carries its owner's host and process id, shown by `acceld
+status`; where every process runs on this host (SQLite), a key whose worker's process died comes
+back at once, without waiting for the lease to run out.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 import socket
-import sqlite3
 import uuid
 from typing import Any
 
@@ -17,7 +18,7 @@ from reconciler.state.backoff import Backoff
 from reconciler.state.clock import Clock
 from reconciler.state.keys import Key
 from reconciler.state.process_liveness import pid_alive
-from reconciler.state.sqlite_database import SqliteDatabase
+from reconciler.state.sql_database import SqlConnection, SqlDatabase
 from reconciler.state.store import (
     FailingKey,
     InProgress,
@@ -30,12 +31,12 @@ from reconciler.state.store import (
 _MAX_ERROR_CHARS = 2000
 
 
-class SqliteKeyQueue:
-    """`KeyQueue` on SQLite; times come from `clock`."""
+class SqlKeyQueue:
+    """`KeyQueue` in SQL; times come from `clock`."""
 
     def __init__(
         self,
-        database: SqliteDatabase,
+        database: SqlDatabase,
         clock: Clock,
         *,
         lease_seconds: float = 60.0,
@@ -58,17 +59,8 @@ class SqliteKeyQueue:
         due = self._clock.now() if due_at is None else due_at
         name = str(key)
         with self._database.write() as conn:
-            row = conn.execute(
-                "SELECT state, due_at, attempts, policy_fingerprint, dirty_due_at "
-                "FROM queue WHERE key = ?",
-                (name,),
-            ).fetchone()
+            row = self._row_to_add(conn, name, due, policy_fingerprint)
             if row is None:
-                conn.execute(
-                    "INSERT INTO queue (key, state, due_at, policy_fingerprint) "
-                    "VALUES (?, 'pending', ?, ?)",
-                    (name, due, policy_fingerprint),
-                )
                 return
             state, old_due, attempts, old_fingerprint, dirty_due = row
             policy_changed = (
@@ -97,6 +89,30 @@ class SqliteKeyQueue:
                     (due, fingerprint, name),
                 )
 
+    def _row_to_add(
+        self, conn: SqlConnection, name: str, due: float, fingerprint: str | None
+    ) -> Any:
+        """The locked row of `name` to merge an add into, or None when the add inserted it.
+
+        With PostgreSQL two transactions may both find no row; the second one's insert then
+        waits for the first and does nothing, and it merges into the row the first inserted.
+        """
+        while True:
+            row = conn.execute(
+                "SELECT state, due_at, attempts, policy_fingerprint, dirty_due_at "  # noqa: S608 (a fixed clause of the backend)
+                f"FROM queue WHERE key = ?{self._database.lock_rows}",
+                (name,),
+            ).fetchone()
+            if row is not None:
+                return row
+            inserted = conn.execute(
+                "INSERT INTO queue (key, state, due_at, policy_fingerprint) "
+                "VALUES (?, 'pending', ?, ?) ON CONFLICT (key) DO NOTHING",
+                (name, due, fingerprint),
+            ).rowcount
+            if inserted:
+                return None
+
     def lease(self, owner: str, limit: int) -> list[Lease]:
         at = self._clock.now()
         expires = at + self.lease_seconds
@@ -104,8 +120,9 @@ class SqliteKeyQueue:
         with self._database.write() as conn:
             self._release_gone(conn, at)
             rows = conn.execute(
-                "SELECT key, attempts, policy_fingerprint FROM queue "
-                "WHERE state = 'pending' AND due_at <= ? ORDER BY due_at, key LIMIT ?",
+                "SELECT key, attempts, policy_fingerprint FROM queue "  # noqa: S608 (as above)
+                "WHERE state = 'pending' AND due_at <= ? ORDER BY due_at, key LIMIT ?"
+                + self._database.skip_locked_rows,
                 (at, limit),
             ).fetchall()
             for name, attempts, fingerprint in rows:
@@ -140,15 +157,15 @@ class SqliteKeyQueue:
                 (at + self.lease_seconds, owner, self._host, self._pid),
             ).rowcount
 
-    def _held(self, conn: sqlite3.Connection, lease: Lease) -> Any:
+    def _held(self, conn: SqlConnection, lease: Lease) -> Any:
         return conn.execute(
-            "SELECT dirty_due_at, attempts, policy_fingerprint FROM queue "
-            "WHERE key = ? AND state = 'leased' AND token = ?",
+            "SELECT dirty_due_at, attempts, policy_fingerprint FROM queue "  # noqa: S608 (as above)
+            "WHERE key = ? AND state = 'leased' AND token = ?" + self._database.lock_rows,
             (str(lease.key), lease.token),
         ).fetchone()
 
     def _make_pending(
-        self, conn: sqlite3.Connection, name: str, due: float, attempts: int, error: str
+        self, conn: SqlConnection, name: str, due: float, attempts: int, error: str
     ) -> None:
         conn.execute(
             "UPDATE queue SET state = 'pending', due_at = ?, attempts = ?, last_error = ?, "
@@ -230,23 +247,29 @@ class SqliteKeyQueue:
                 (str(key),),
             )
 
-    def _release_gone(self, conn: sqlite3.Connection, now: float, owner: str | None = None) -> int:
+    def _release_gone(self, conn: SqlConnection, now: float, owner: str | None = None) -> int:
         """Make pending the keys whose worker is gone, counting the lost attempt as a failure.
 
         A worker that crashes the process every time (out of memory on one image) then backs
         off like any failing key instead of taking the daemon down in a loop.
         """
-        if owner is None:
+        select = "SELECT key, attempts, owner, owner_host, owner_pid, expires_at FROM queue "
+        take = self._database.skip_locked_rows
+        if owner is not None:
             rows = conn.execute(
-                "SELECT key, attempts, owner, owner_host, owner_pid, expires_at FROM queue "
-                "WHERE state = 'leased' AND (expires_at < ? OR owner_host = ?)",
+                f"{select} WHERE state = 'leased' AND owner = ? AND owner_host = ? "
+                f"AND owner_pid != ?{take}",
+                (owner, self._host, self._pid),
+            ).fetchall()
+        elif self._database.local_only:
+            rows = conn.execute(
+                f"{select} WHERE state = 'leased' AND (expires_at < ? OR owner_host = ?){take}",
                 (now, self._host),
             ).fetchall()
         else:
+            # Process ids mean nothing on another host: only the lease's expiry counts.
             rows = conn.execute(
-                "SELECT key, attempts, owner, owner_host, owner_pid, expires_at FROM queue "
-                "WHERE state = 'leased' AND owner = ? AND owner_host = ? AND owner_pid != ?",
-                (owner, self._host, self._pid),
+                f"{select} WHERE state = 'leased' AND expires_at < ?{take}", (now,)
             ).fetchall()
         released = 0
         for name, attempts, holder, host, pid, expires_at in rows:

@@ -1,0 +1,135 @@
+"""The state database on PostgreSQL, shared by every acceld host.
+
+A pool of connections in autocommit mode; each change is one transaction that locks the rows it
+changes (`FOR UPDATE`), and lessees pass over each other's rows (`SKIP LOCKED`), so workers on
+any number of hosts never take one key twice. A connection is checked before it is handed out,
+so a restarted server costs the transactions that were running, not the pool.
+
+The connection string is a secret (it may hold a password): it is never part of an error or a
+log line; `where` names the server and database instead.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+
+from reconciler.state.postgres_migrations import (
+    SCHEMA_VERSION,
+    migrate,
+    refuse_newer,
+    schema_version,
+)
+from reconciler.state.store import StateError
+
+
+@dataclass(frozen=True)
+class PostgresLocation:
+    """Where the shared state lives."""
+
+    dsn: str = field(repr=False)
+    """A libpq connection string or URI; a secret."""
+    pool_size: int = 10
+    """Connections this process keeps at most: workers, heartbeat, scans and webhooks share them."""
+    connect_timeout_seconds: float = 10.0
+
+    def where(self) -> str:
+        """`postgresql://HOST:PORT/DBNAME`, without user or password, for messages."""
+        try:
+            params = conninfo_to_dict(self.dsn)
+        except psycopg.ProgrammingError:
+            raise StateError(
+                "the state database's connection string is not a valid libpq key=value string "
+                "or postgresql:// URI"
+            ) from None
+        host = params.get("host") or "localhost"
+        port = params.get("port") or "5432"
+        return f"postgresql://{host}:{port}/{params.get('dbname') or params.get('user') or ''}"
+
+
+@functools.cache
+def _placeholders(sql: str) -> bytes:
+    """`?` placeholders as psycopg's `%s` (the shared statements contain no other `?` or `%`)."""
+    return sql.replace("?", "%s").encode()
+
+
+class _Connection:
+    """A psycopg connection that takes the shared statements' `?` placeholders."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, parameters: tuple[object, ...] = (), /) -> psycopg.Cursor[Any]:
+        return self._conn.execute(_placeholders(sql), parameters)
+
+
+class PostgresDatabase:
+    """A connection pool to the shared state database, migrated (or checked) on open."""
+
+    lock_rows = " FOR UPDATE"
+    skip_locked_rows = " FOR UPDATE SKIP LOCKED"
+    local_only = False
+
+    def __init__(self, location: PostgresLocation, *, migrate_schema: bool = True) -> None:
+        self.where = location.where()
+        timeout = location.connect_timeout_seconds
+        try:
+            with psycopg.connect(
+                location.dsn, autocommit=True, connect_timeout=max(1, round(timeout))
+            ) as conn:
+                if migrate_schema:
+                    migrate(conn, self.where)
+                else:
+                    _check_current(conn, self.where)
+        except psycopg.Error as exc:
+            raise StateError(f"{self.where}: cannot open the state database: {exc}") from None
+        self._pool = ConnectionPool(
+            location.dsn,
+            min_size=1,
+            max_size=location.pool_size,
+            kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout))},
+            check=ConnectionPool.check_connection,
+            timeout=timeout,
+            name="acceld-state",
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=timeout)
+        except psycopg.Error as exc:
+            self._pool.close()
+            raise StateError(f"{self.where}: cannot open the state database: {exc}") from None
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def write(self) -> Iterator[_Connection]:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield _Connection(conn)
+        except psycopg.Error as exc:
+            raise StateError(f"{self.where}: {exc}") from exc
+
+    def read(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
+        try:
+            with self._pool.connection() as conn:
+                return conn.execute(_placeholders(sql), params).fetchall()
+        except psycopg.Error as exc:
+            raise StateError(f"{self.where}: {exc}") from exc
+
+
+def _check_current(conn: psycopg.Connection[Any], where: str) -> None:
+    found = schema_version(conn)
+    refuse_newer(found, where)
+    if found < SCHEMA_VERSION:
+        raise StateError(
+            f"{where}: schema version {found} is older than this acceld's ({SCHEMA_VERSION}); "
+            "run acceld migrate"
+        )
