@@ -169,3 +169,16 @@ def test_the_pool_reconnects_after_the_server_restarts(own_postgres: RunningPost
     (lease,) = store.queue.lease("w", 1)
     assert store.queue.done(lease)
     store.close()
+
+
+def test_without_migration_a_role_missing_privileges_is_told_which(
+    postgres: RunningPostgres,
+) -> None:
+    database = postgres.create_database()
+    role = f"reader_{database[-8:]}"
+    postgres.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'reader-password'")
+    _open(postgres.dsn(database)).close()
+    postgres.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}", dbname=database)
+    reader = postgres.dsn(database, user=role, password="reader-password")
+    with pytest.raises(StateError, match="missing INSERT on queue, UPDATE on queue"):
+        _open(reader, migrate_schema=False)

@@ -23,6 +23,7 @@ from psycopg_pool import ConnectionPool
 
 from reconciler.state.postgres_migrations import (
     SCHEMA_VERSION,
+    TABLES,
     migrate,
     refuse_newer,
     schema_version,
@@ -126,6 +127,7 @@ class PostgresDatabase:
 
 
 def _check_current(conn: psycopg.Connection[Any], where: str) -> None:
+    """Without migrating: the schema is this acceld's and the role may use every table."""
     found = schema_version(conn)
     refuse_newer(found, where)
     if found < SCHEMA_VERSION:
@@ -133,3 +135,18 @@ def _check_current(conn: psycopg.Connection[Any], where: str) -> None:
             f"{where}: schema version {found} is older than this acceld's ({SCHEMA_VERSION}); "
             "run acceld migrate"
         )
+    missing = [
+        f"{privilege} on {table}"
+        for table in TABLES
+        for privilege in ("SELECT", "INSERT", "UPDATE", "DELETE")
+        if not _allowed(conn, table, privilege)
+    ]
+    if missing:
+        raise StateError(
+            f"{where}: the role may not use the state tables: missing {', '.join(missing)}"
+        )
+
+
+def _allowed(conn: psycopg.Connection[Any], table: str, privilege: str) -> bool:
+    row = conn.execute("SELECT has_table_privilege(%s, %s)", (table, privilege)).fetchone()
+    return bool(row and row[0])

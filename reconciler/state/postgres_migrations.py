@@ -70,6 +70,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+TABLES = ("queue", "layer_cache", "classification", "scan_marks", "leader_leases", "schema_version")
 
 
 def schema_version(conn: psycopg.Connection[Any]) -> int:
