@@ -165,7 +165,9 @@ class Conversions:
                 with self._source.open("rb") as source:
                     convert_layer(source, io.BytesIO(), options, self._work_dir)
             else:
-                convert_layer_file(self._source, out, options, self._work_dir, timeout=600)
+                convert_layer_file(
+                    self._source, out, "estargz", options, self._work_dir, timeout=600
+                )
             self.done += 1
 
     def __enter__(self) -> Conversions:

@@ -16,6 +16,8 @@ from datetime import timedelta
 from itertools import combinations
 
 from converters.estargz import EstargzOptions, check_min_chunk_size
+from converters.nydus import NydusOptions
+from converters.nydus import options as nydus_options
 from harbor_api.errors import AcceldError
 from harbor_api.oci import Platform
 from policies.fields import FieldError, Fields, describe, suggestion
@@ -24,6 +26,7 @@ from policies.match import policies_may_overlap
 from policies.model import (
     DEFAULT_TAG_SUFFIX,
     ESTARGZ,
+    NYDUS,
     SUPPORTED_FORMATS,
     Format,
     FormatOptions,
@@ -151,7 +154,45 @@ def _estargz_options(options: Fields) -> EstargzOptions:
     )
 
 
-_LAYER_OPTIONS: dict[str, Callable[[Fields], LayerOptions]] = {ESTARGZ: _estargz_options}
+def _nydus_options(options: Fields) -> NydusOptions:
+    defaults = NydusOptions()
+    compressor = options.string("compressor", defaults.compressor)
+    if compressor not in nydus_options.COMPRESSORS:
+        raise FieldError(
+            options.where("compressor"),
+            f'unknown compressor "{compressor}"'
+            + suggestion(compressor, nydus_options.COMPRESSORS),
+        )
+    digester = options.string("digester", defaults.digester)
+    if digester not in nydus_options.DIGESTERS:
+        raise FieldError(
+            options.where("digester"),
+            f'unknown digester "{digester}"' + suggestion(digester, nydus_options.DIGESTERS),
+        )
+    values = {
+        "chunk_size": options.size("chunk_size", defaults.chunk_size),
+        "compressor": compressor,
+        "compression_level": options.integer(
+            "compression_level",
+            defaults.compression_level,
+            low=nydus_options.MIN_ZSTD_LEVEL,
+            high=nydus_options.MAX_ZSTD_LEVEL,
+        ),
+        "digester": digester,
+        "prefetch": options.strings("prefetch", ()),
+    }
+    for key in ("chunk_size", "prefetch"):
+        try:
+            NydusOptions(**{key: values[key]})
+        except ValueError as exc:
+            raise FieldError(options.where(key), str(exc)) from None
+    return NydusOptions(**values)
+
+
+_LAYER_OPTIONS: dict[str, Callable[[Fields], LayerOptions]] = {
+    ESTARGZ: _estargz_options,
+    NYDUS: _nydus_options,
+}
 
 
 def _check_conflicts(policies: Sequence[Policy], labels: Sequence[str], source_name: str) -> None:

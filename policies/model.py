@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from converters.estargz import EstargzOptions
+from converters.nydus import NydusOptions
 from harbor_api.oci import Platform
 from policies.glob import Glob
 
@@ -24,7 +25,7 @@ ESTARGZ = Format.ESTARGZ
 ZSTD_CHUNKED = Format.ZSTD_CHUNKED
 NYDUS = Format.NYDUS
 
-SUPPORTED_FORMATS: tuple[Format, ...] = (ESTARGZ,)
+SUPPORTED_FORMATS: tuple[Format, ...] = (ESTARGZ, NYDUS)
 """The formats acceld converts to. The others are recognised in referrers and refused in
 config with a clear "not supported" error."""
 
@@ -34,8 +35,14 @@ DEFAULT_TAG_SUFFIX: Mapping[str, str] = {
     NYDUS: "-nydus",
 }
 
-LayerOptions = EstargzOptions
-"""The converter options of a format: everything that decides the converted layer's bytes."""
+LayerOptions = EstargzOptions | NydusOptions
+"""The converter options of a format: everything that decides the converted layers' bytes."""
+
+LAYER_OPTIONS: Mapping[str, type[EstargzOptions] | type[NydusOptions]] = {
+    ESTARGZ: EstargzOptions,
+    NYDUS: NydusOptions,
+}
+"""The converter options type of each supported format."""
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,14 @@ def test_min_chunk_size_packs_small_files_into_shared_members(
     [
         (["no-host/repo:v1"], "is not a registry host"),
         (["127.0.0.1:1/repo:v1", "--platform", "linux"], "expected OS/ARCH[/VARIANT]"),
-        (["127.0.0.1:1/repo:v1", "--format", "nydus"], "Invalid value for '--format': 'nydus'"),
+        (
+            ["127.0.0.1:1/repo:v1", "--format", "zstd-chunked"],
+            "Invalid value for '--format': 'zstd-chunked'",
+        ),
+        (
+            ["127.0.0.1:1/repo:v1", "--format", "nydus", "--min-chunk-size", "64KiB"],
+            "--min-chunk-size applies to estargz only",
+        ),
         (["127.0.0.1:1/repo:v1", "--min-chunk-size", "lots"], "expected a size like 512MiB"),
         (["127.0.0.1:1/repo:v1", "--min-chunk-size", "128MiB"], "more than the 64MiB allowed"),
     ],

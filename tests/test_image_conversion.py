@@ -48,6 +48,7 @@ from tests.support.converted_images import (
 )
 from tests.support.estargz_reader import EstargzBlob
 from tests.support.images import (
+    NET_RAW_CAPABILITY,
     Entry,
     push_artifact,
     push_blob,
@@ -143,7 +144,7 @@ def test_image_with_hardlinks_and_whiteouts_is_converted_tagged_and_linked(
     base, top = (blob.tree for blob in _check(registry, repo, "v1", result.converted_digest))
     assert base["bin/tool-hard"].type == tarfile.LNKTYPE
     assert base["bin/tool-hard"].linkname == "bin/tool"
-    assert dict(base["usr/ping"].xattrs) == {"security.capability": b"\x01\x00\x00\x02"}
+    assert dict(base["usr/ping"].xattrs) == {"security.capability": NET_RAW_CAPABILITY.encode()}
     assert top["var/.wh.old"].type == tarfile.REGTYPE
     assert fallback_referrers(registry.url, repo, pushed.digest) == [result.converted_digest]
     assert [layer.cached for layer in result.manifests[0].layers] == [False, False]
@@ -507,9 +508,15 @@ def test_foreign_layer_descriptors_are_refused(layer: Descriptor) -> None:
 def test_unknown_format_is_refused_before_any_request(
     client: RegistryClient, layer_cache: LayerCache, work_dir: Path
 ) -> None:
-    with pytest.raises(UnsupportedFormat, match="'nydus' is not supported"):
+    with pytest.raises(UnsupportedFormat, match="'zstd-chunked' is not supported"):
         convert_image(
-            client, "conv/none", "v1", "nydus", OPTIONS, work_dir=work_dir, layer_cache=layer_cache
+            client,
+            "conv/none",
+            "v1",
+            "zstd-chunked",
+            OPTIONS,
+            work_dir=work_dir,
+            layer_cache=layer_cache,
         )
 
 

@@ -4,6 +4,7 @@ from typing import Any
 import pytest
 
 from converters.estargz import EstargzOptions
+from converters.nydus import NydusOptions
 from harbor_api.oci import Platform
 from policies.load import PolicyError, parse_policies
 from policies.model import FormatOptions
@@ -65,6 +66,35 @@ def test_every_field_is_read() -> None:
     assert policy.min_age == timedelta(hours=1, minutes=30)
 
 
+def test_nydus_options_are_parsed_into_the_converters_options() -> None:
+    [policy] = parse_policies(
+        [
+            {
+                "name": "web",
+                "formats": ["estargz", "nydus"],
+                "options": {
+                    "nydus": {
+                        "tag_suffix": "-lazy",
+                        "chunk_size": "256KiB",
+                        "compressor": "none",
+                        "digester": "sha256",
+                        "prefetch": ["/bin/sh", "/etc"],
+                    }
+                },
+            }
+        ],
+        "config.yaml",
+    )
+    assert policy.formats == ("estargz", "nydus")
+    assert policy.options("nydus") == FormatOptions(
+        "-lazy",
+        NydusOptions(
+            chunk_size=256 << 10, compressor="none", digester="sha256", prefetch=("/bin/sh", "/etc")
+        ),
+    )
+    assert policy.options("estargz") == FormatOptions("-esgz", EstargzOptions())
+
+
 @pytest.mark.parametrize(
     ("policy", "message"),
     [
@@ -77,8 +107,31 @@ def test_every_field_is_read() -> None:
             'policies[0] "web": tag: unknown key (did you mean "tags"?)',
         ),
         (
-            {"name": "web", "formats": ["nydus"]},
-            'policies[0] "web": formats[0]: format "nydus" is not supported by this version',
+            {"name": "web", "formats": ["nydus"], "options": {"nydus": {"chunk_size": "3MiB"}}},
+            'policies[0] "web": options.nydus.chunk_size: chunk_size must be a power of two '
+            "from 4096 (4KiB) to 16777216 (16MiB), got 3145728",
+        ),
+        (
+            {"name": "web", "formats": ["nydus"], "options": {"nydus": {"compressor": "lz4"}}},
+            'policies[0] "web": options.nydus.compressor: unknown compressor "lz4"',
+        ),
+        (
+            {"name": "web", "formats": ["nydus"], "options": {"nydus": {"digester": "sha265"}}},
+            'policies[0] "web": options.nydus.digester: unknown digester "sha265" '
+            '(did you mean "sha256"?)',
+        ),
+        (
+            {
+                "name": "web",
+                "formats": ["nydus"],
+                "options": {"nydus": {"compression_level": 23}},
+            },
+            'policies[0] "web": options.nydus.compression_level: expected 1 to 22, got 23',
+        ),
+        (
+            {"name": "web", "formats": ["nydus"], "options": {"nydus": {"prefetch": ["etc"]}}},
+            "policies[0] \"web\": options.nydus.prefetch: prefetch[0]: 'etc' is not an absolute "
+            "path",
         ),
         (
             {"name": "web", "formats": ["zstd-chunked"]},

@@ -13,13 +13,21 @@ from typing import IO, Any
 import click
 
 from converters.estargz import EstargzOptions, check_min_chunk_size
+from converters.nydus import NydusOptions
 from harbor_api.credentials import resolve_credentials
 from harbor_api.errors import InvalidReference
 from harbor_api.oci import Platform
 from harbor_api.reference import Reference
 from harbor_api.registry import RegistryClient
 from harbor_api.transport import TlsOptions
-from policies.model import DEFAULT_TAG_SUFFIX, ESTARGZ, SUPPORTED_FORMATS, Format
+from policies.model import (
+    DEFAULT_TAG_SUFFIX,
+    ESTARGZ,
+    NYDUS,
+    SUPPORTED_FORMATS,
+    Format,
+    LayerOptions,
+)
 from policies.quantities import parse_size
 from reconciler.conversion.image_conversion import (
     ConversionOptions,
@@ -49,6 +57,14 @@ def _min_chunk_size(_: click.Context, __: click.Parameter, value: str | None) ->
         return check_min_chunk_size(parse_size(value))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+def _layer_options(format: Format, min_chunk_size: int) -> LayerOptions:
+    if format == NYDUS:
+        if min_chunk_size:
+            raise click.UsageError("--min-chunk-size applies to estargz only")
+        return NydusOptions()
+    return EstargzOptions(min_chunk_size=min_chunk_size)
 
 
 def _reference(_: click.Context, __: click.Parameter, value: str) -> Reference:
@@ -122,7 +138,7 @@ def convert_command(
     options = ConversionOptions(
         tag_suffix=DEFAULT_TAG_SUFFIX[Format(format_)] if tag_suffix is None else tag_suffix,
         platforms=platforms,
-        layer=EstargzOptions(min_chunk_size=min_chunk_size),
+        layer=_layer_options(Format(format_), min_chunk_size),
     )
     registry = RegistryClient(
         ref.registry,

@@ -10,7 +10,7 @@ were, in the order they were.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harbor_api.oci import Platform, check_digest
@@ -31,25 +31,39 @@ def config_platform(raw: bytes) -> Platform | None:
     return platform if platform.os and platform.architecture else None
 
 
-def rewrite_config(raw: bytes, diff_ids: Sequence[str]) -> bytes:
+def rewrite_config(
+    raw: bytes,
+    diff_ids: Sequence[str],
+    *,
+    added_history: Sequence[Mapping[str, Any]] = (),
+    keep_parent_image: bool = False,
+) -> bytes:
     """The config bytes to push with layers whose uncompressed digests are `diff_ids`.
 
-    When the diff_ids are unchanged the original bytes come back untouched, so the config blob
-    is shared with the original image.
+    Layers beyond the original's (nydus' bootstrap) come with their `added_history` entries,
+    one each. `keep_parent_image` keeps the legacy `Image` fields, because `nydusify check`
+    wants `config.config` exactly as in the original. When the diff_ids are unchanged the
+    original bytes come back untouched, so the config blob is shared with the original image.
     """
     data = _load(raw)
     old = _diff_ids(data)
-    if len(old) != len(diff_ids):
+    if len(old) + len(added_history) != len(diff_ids):
         raise InvalidImageConfig(
             f"image config: rootfs.diff_ids has {len(old)} entries, "
-            f"the manifest has {len(diff_ids)} layers"
+            f"the manifest has {len(diff_ids) - len(added_history)} layers"
         )
     for i, digest in enumerate(diff_ids):
         check_digest(digest, f"new diff_ids[{i}]")
     if list(old) == list(diff_ids):
         return raw
     data["rootfs"]["diff_ids"] = list(diff_ids)
-    for name in _LEGACY_PARENT_FIELDS:
+    if added_history:
+        history = data.get("history")
+        data["history"] = [
+            *(history if isinstance(history, list) else []),
+            *(dict(entry) for entry in added_history),
+        ]
+    for name in () if keep_parent_image else _LEGACY_PARENT_FIELDS:
         section = data.get(name)
         if isinstance(section, dict):
             section.pop("Image", None)

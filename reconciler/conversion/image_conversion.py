@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from converters.nydus import NydusOptions
 from harbor_api.annotations import DRIVER_NAME, DRIVER_VERSION, SOURCE_DIGEST
 from harbor_api.oci import (
     IMAGE_CONFIG_TYPES,
@@ -48,6 +49,7 @@ from reconciler.conversion.layer_conversion import (
     check_format,
     convert_registry_layer,
 )
+from reconciler.conversion.nydus_bootstrap import push_bootstrap
 from reconciler.state.store import LayerCache
 
 __all__ = [
@@ -75,7 +77,8 @@ class ConvertedManifest:
     size: int
     config_digest: str
     layers: tuple[LayerResult, ...]
-    config_bytes_uploaded: int
+    metadata_bytes_uploaded: int
+    """The config's bytes (and a nydus bootstrap's) uploaded beside the converted layers."""
     pushed: bool
     """False when the registry already had it, linked to its subject."""
 
@@ -85,7 +88,7 @@ class ConvertedManifest:
 
     @property
     def bytes_uploaded(self) -> int:
-        return self.config_bytes_uploaded + sum(layer.bytes_uploaded for layer in self.layers)
+        return self.metadata_bytes_uploaded + sum(layer.bytes_uploaded for layer in self.layers)
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,7 @@ def convert_image(
     digest passes the original's tags here.
     """
     started = time.monotonic()
-    check_format(format)
+    check_format(format, options.layer)
     if source_tags is None:
         source_tags = () if is_digest(reference) else (reference,)
     tags = target_tags(source_tags, options.tag_suffix)
@@ -256,7 +259,7 @@ class _Single:
     original: Descriptor
     content: Manifest
     config_digest: str
-    config_bytes_uploaded: int
+    metadata_bytes_uploaded: int
     layers: tuple[LayerResult, ...]
 
     def result(self, pushed: bool) -> ConvertedManifest:
@@ -268,7 +271,7 @@ class _Single:
             size=descriptor.size,
             config_digest=self.config_digest,
             layers=self.layers,
-            config_bytes_uploaded=self.config_bytes_uploaded,
+            metadata_bytes_uploaded=self.metadata_bytes_uploaded,
             pushed=pushed,
         )
 
@@ -331,20 +334,36 @@ class _Context:
             )
             for i, layer in enumerate(manifest.layers)
         )
-        config = rewrite_config(config_raw, [layer.diff_id for layer in layers])
+        descriptors = [layer.converted for layer in layers]
+        diff_ids = [layer.diff_id for layer in layers]
+        added_history: list[dict[str, str]] = []
+        uploaded = 0
+        if isinstance(self.options.layer, NydusOptions):
+            bootstrap = push_bootstrap(
+                self.registry, self.repository, descriptors, self.options.layer, self.work_dir
+            )
+            descriptors.append(bootstrap.descriptor)
+            diff_ids.append(bootstrap.diff_id)
+            added_history.append(bootstrap.history())
+            uploaded += bootstrap.bytes_uploaded
+        config = rewrite_config(
+            config_raw,
+            diff_ids,
+            added_history=added_history,
+            keep_parent_image=isinstance(self.options.layer, NydusOptions),
+        )
         config_digest = sha256_digest(config)
-        config_uploaded = 0
         if not self.registry.blob_exists(self.repository, config_digest):
             self.registry.upload_blob(self.repository, config, config_digest, len(config))
-            config_uploaded = len(config)
+            uploaded += len(config)
         content = Manifest(
             config=Descriptor(OCI_CONFIG, config_digest, len(config)),
-            layers=tuple(layer.converted for layer in layers),
+            layers=tuple(descriptors),
             media_type=OCI_MANIFEST,
             subject=original.without_platform(),
             annotations=_annotations(manifest.annotations, self.format, original.digest),
         )
-        return _Single(platform, original, content, config_digest, config_uploaded, layers)
+        return _Single(platform, original, content, config_digest, uploaded, layers)
 
 
 def _refuse_non_original(content: Manifest | Index, where: str) -> None:

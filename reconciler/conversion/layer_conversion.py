@@ -23,13 +23,18 @@ from harbor_api.errors import Denied, NotFound
 from harbor_api.oci import (
     CONVERTIBLE_LAYER_TYPES,
     NON_DISTRIBUTABLE_LAYER_TYPES,
-    OCI_LAYER_GZIP,
     Descriptor,
     Platform,
 )
 from harbor_api.registry import RegistryClient
 from harbor_api.version import ACCELD_VERSION
-from policies.model import DEFAULT_TAG_SUFFIX, ESTARGZ, SUPPORTED_FORMATS, LayerOptions
+from policies.model import (
+    DEFAULT_TAG_SUFFIX,
+    ESTARGZ,
+    LAYER_OPTIONS,
+    SUPPORTED_FORMATS,
+    LayerOptions,
+)
 from reconciler.conversion.errors import NotAnImage, UnsupportedFormat, UnsupportedLayer
 from reconciler.conversion.layer_process import convert_layer_file
 from reconciler.state.store import CachedLayer, LayerCache
@@ -47,7 +52,8 @@ class ConversionOptions:
 
 
 # Options that change speed or what is refused, never the bytes of a converted layer.
-_NOT_IN_CACHE_KEY = frozenset({"workers", "limits"})
+# (A nydus `prefetch` list goes into the merged bootstrap only, not into any layer blob.)
+_NOT_IN_CACHE_KEY = frozenset({"workers", "limits", "prefetch"})
 
 
 def layer_cache_key(format: str, options: LayerOptions) -> str:
@@ -126,10 +132,15 @@ def check_convertible_layer(layer: Descriptor, where: str) -> None:
         )
 
 
-def check_format(format: str) -> None:
+def check_format(format: str, options: LayerOptions) -> None:
+    """Refuse a format acceld does not write, or options of another format's converter."""
     if format not in SUPPORTED_FORMATS:
         expected = ", ".join(SUPPORTED_FORMATS)
         raise UnsupportedFormat(f"format {format!r} is not supported; expected one of {expected}")
+    if not isinstance(options, LAYER_OPTIONS[format]):
+        raise UnsupportedFormat(
+            f"format {format!r} cannot be written with {type(options).__name__}"
+        )
 
 
 def convert_registry_layer(
@@ -161,6 +172,7 @@ def convert_registry_layer(
         converted = convert_layer_file(
             source_path,
             converted_path,
+            format,
             options.layer,
             Path(private),
             timeout=conversion_timeout(downloaded),
@@ -172,7 +184,7 @@ def convert_registry_layer(
             registry.upload_blob(job.repository, converted_path, converted.digest, converted.size)
             uploaded = converted.size
     descriptor = Descriptor(
-        OCI_LAYER_GZIP, converted.digest, converted.size, converted.annotations()
+        converted.media_type, converted.digest, converted.size, converted.annotations
     )
     cache.put(
         job.source.digest,

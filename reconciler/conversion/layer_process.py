@@ -19,12 +19,15 @@ import signal
 import subprocess
 import sys
 import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from converters import estargz, nydus
 from converters.errors import LayerRejected
-from converters.estargz import ConvertedLayer, EstargzOptions, convert_layer
 from harbor_api.errors import AcceldError
+from harbor_api.oci import OCI_LAYER_GZIP
+from policies.model import LAYER_OPTIONS, LayerOptions
 
 REJECTED_EXIT = 3
 
@@ -35,12 +38,36 @@ class ConverterCrashed(AcceldError):
     """The converter process died or answered nonsense; transient (retried with backoff)."""
 
 
-def _options_json(options: EstargzOptions) -> str:
-    return json.dumps(dataclasses.asdict(options))
+@dataclass(frozen=True)
+class ConvertedBlob:
+    """A converted layer blob as the image needs it, whatever the format."""
+
+    digest: str
+    size: int
+    diff_id: str
+    """The digest of the layer's uncompressed stream, for the image config."""
+    media_type: str
+    annotations: dict[str, str]
 
 
-def _options_from(data: dict[str, Any]) -> EstargzOptions:
-    return _dataclass_from(EstargzOptions, data)
+def _options_json(format: str, options: LayerOptions) -> str:
+    return json.dumps({"format": format, "options": dataclasses.asdict(options)})
+
+
+def _options_from(data: dict[str, Any]) -> LayerOptions:
+    return _dataclass_from(LAYER_OPTIONS[data["format"]], data["options"])
+
+
+def _convert(source: BinaryIO, dest: BinaryIO, options: LayerOptions, work: Path) -> ConvertedBlob:
+    if isinstance(options, nydus.NydusOptions):
+        blob = nydus.convert_layer(source, dest, options, work)
+        return ConvertedBlob(
+            blob.digest, blob.size, blob.digest, nydus.MEDIA_TYPE_BLOB, blob.annotations()
+        )
+    layer = estargz.convert_layer(source, dest, options, work)
+    return ConvertedBlob(
+        layer.digest, layer.size, layer.diff_id, OCI_LAYER_GZIP, layer.annotations()
+    )
 
 
 def _dataclass_from(cls: type[_T], data: dict[str, Any]) -> _T:
@@ -58,8 +85,14 @@ def _dataclass_from(cls: type[_T], data: dict[str, Any]) -> _T:
 
 
 def convert_layer_file(
-    source: Path, dest: Path, options: EstargzOptions, work_dir: Path, *, timeout: float
-) -> ConvertedLayer:
+    source: Path,
+    dest: Path,
+    format: str,
+    options: LayerOptions,
+    work_dir: Path,
+    *,
+    timeout: float,
+) -> ConvertedBlob:
     """Convert `source` into `dest` in a child process; `LayerRejected` for a bad layer."""
     try:
         answer = subprocess.run(
@@ -72,7 +105,7 @@ def convert_layer_file(
                 str(work_dir),
                 str(os.getpid()),
             ],
-            input=_options_json(options),
+            input=_options_json(format, options),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -89,7 +122,7 @@ def convert_layer_file(
         ) from None
     if "rejected" in result:
         raise LayerRejected(str(result["rejected"]))
-    return ConvertedLayer(**result["layer"])
+    return ConvertedBlob(**result["layer"])
 
 
 # Conversions are batch work; the webhook server and the scheduler in the parent are not.
@@ -116,7 +149,7 @@ def main(argv: list[str]) -> int:
     options = _options_from(json.loads(sys.stdin.read()))
     try:
         with source.open("rb") as src, dest.open("wb") as out:
-            converted = convert_layer(src, out, options, work_dir)
+            converted = _convert(src, out, options, work_dir)
     except LayerRejected as exc:
         print(json.dumps({"rejected": exc.reason}))
         return REJECTED_EXIT

@@ -95,6 +95,11 @@ def compress(tar: bytes, compression: str) -> bytes:
     return tar
 
 
+# A capability set the kernel accepts (v2 magic, permitted cap_net_raw), so that tools that
+# restore xattrs (umoci, a mounted filesystem) can hold it.
+NET_RAW_CAPABILITY = "\x01\x00\x00\x02\x00\x20\x00\x00" + "\x00" * 12
+
+
 def sample_layers() -> list[list[Entry]]:
     """Two layers with files, directories, a symlink, a hardlink, xattrs and a whiteout."""
     base = [
@@ -111,7 +116,7 @@ def sample_layers() -> list[list[Entry]]:
             "usr/ping",
             data=b"\x7fELF" + bytes(range(256)) * 8,
             mode=0o4755,
-            xattrs={"security.capability": "\x01\x00\x00\x02"},
+            xattrs={"security.capability": NET_RAW_CAPABILITY},
         ),
     ]
     top = [
