@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from harbor_api.errors import AcceldError
+from harbor_api.errors import AcceldError, InvalidReference
+from harbor_api.reference import check_repository
 from harbor_api.timestamps import parse_rfc3339
 
 CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json"
@@ -92,6 +93,8 @@ def parse_webhook(body: bytes, content_type: str, headers: Mapping[str, str]) ->
         document = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise WebhookInvalid(f"body: expected JSON, got invalid JSON ({exc})") from None
+    except RecursionError:
+        raise WebhookInvalid("body: JSON nested too deeply to parse") from None
     if not isinstance(document, dict):
         raise WebhookInvalid(f"body: expected a JSON object, got {_got(document)[:40]}")
     media_type = content_type.split(";", 1)[0].strip().lower()
@@ -122,8 +125,17 @@ def _parse_default(document: Mapping[str, Any], delivery_id: str) -> WebhookPars
         "event_data.",
         operator=operator,
         delivery_id=delivery_id,
-        occurred_at=datetime.fromtimestamp(occur_at, UTC),
+        occurred_at=_from_unix_seconds(occur_at),
     )
+
+
+def _from_unix_seconds(seconds: int) -> datetime:
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise WebhookInvalid(
+            f"occur_at: expected Unix seconds of a date in years 1 to 9999, got {seconds}"
+        ) from None
 
 
 def _parse_cloudevent(document: Mapping[str, Any]) -> WebhookParseResult:
@@ -137,8 +149,9 @@ def _parse_cloudevent(document: Mapping[str, Any]) -> WebhookParseResult:
     delivery_id = _string(document, "id", "")
     time_text = _string(document, "time", "")
     try:
-        occurred_at = parse_rfc3339(time_text)
-    except ValueError:
+        occurred_at = parse_rfc3339(time_text).astimezone(UTC)
+    except (ValueError, OverflowError):
+        # OverflowError: a valid time whose offset takes it outside years 1 to 9999 in UTC.
         raise WebhookInvalid(f"time: expected an RFC 3339 time, got {_got(time_text)}") from None
     operator = document.get("operator", "")
     if not isinstance(operator, str):
@@ -149,7 +162,7 @@ def _parse_cloudevent(document: Mapping[str, Any]) -> WebhookParseResult:
         "data.",
         operator=operator,
         delivery_id=delivery_id,
-        occurred_at=occurred_at.astimezone(UTC),
+        occurred_at=occurred_at,
     )
 
 
@@ -206,4 +219,11 @@ def _repository(repository: Mapping[str, Any], where: str) -> tuple[str, str]:
         raise WebhookInvalid(
             f'{where}repo_full_name: expected "{project}/<path>", got {_got(full_name)}'
         )
+    try:
+        check_repository(full_name)
+    except InvalidReference:
+        raise WebhookInvalid(
+            f"{where}repo_full_name: expected a repository path of lowercase letters, digits "
+            f"and separators . _ __ - (at most 255 characters), got {_got(full_name)}"
+        ) from None
     return project, full_name

@@ -88,13 +88,14 @@ class Body:
         """Parsed as a CloudEvent (by its media type), this body fails on `specversion`."""
         try:
             document = json.loads(self.data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return False
         return isinstance(document, dict) and "specversion" not in document
 
 
 LOWER = "abcdefghijklmnopqrstuvwxyz0123456789"
-names = st.text(LOWER + "._-", min_size=1, max_size=12)
+# Path components a registry accepts (the parser refuses others with 400).
+names = st.from_regex(r"[a-z0-9]{1,4}(?:[._-][a-z0-9]{1,4}){0,2}", fullmatch=True)
 digests = st.binary(min_size=32, max_size=32).map(lambda raw: "sha256:" + raw.hex())
 tags = st.text(LOWER + "ABCXYZ_.-", min_size=1, max_size=30)
 operators = st.text(st.characters(max_codepoint=0x2FF), max_size=20)
@@ -157,6 +158,14 @@ def _drop(key: str) -> Callable[[dict[str, Any]], None]:
     return lambda data: data.pop(key)
 
 
+def _rename(path: str) -> Callable[[dict[str, Any]], None]:
+    def rename(payload: dict[str, Any]) -> None:
+        repository = _data(payload)["repository"]
+        repository["repo_full_name"] = f"{repository['namespace']}/{path}"
+
+    return rename
+
+
 def _data(payload: dict[str, Any]) -> dict[str, Any]:
     data: dict[str, Any] = payload["data" if "specversion" in payload else "event_data"]
     return data
@@ -181,13 +190,28 @@ BREAKAGES: tuple[tuple[Callable[[dict[str, Any]], None], str, bool, bool], ...] 
     (lambda p: p.update(time="noon"), "time", True, False),
     (_drop("id"), "id", True, False),
     (lambda p: p.update(operator=["x"]), "operator", True, False),
+    # Hostile values that used to escape the parser as 500 (issue 12) or 503 from the queue.
+    (lambda p: p.update(occur_at=10**15), "occur_at", False, True),
+    (lambda p: p.update(occur_at=-(10**15)), "occur_at", False, True),
+    (lambda p: p.update(occur_at=10**30), "occur_at", False, True),
+    (lambda p: p.update(time="0001-01-01T00:00:00+23:59"), "time", True, False),
+    (lambda p: p.update(time="9999-12-31T23:59:59-23:59"), "time", True, False),
+    (_rename("App"), "repo_full_name", True, True),
+    (_rename("a..b"), "repo_full_name", True, True),
+    (_rename("a" * 300), "repo_full_name", True, True),
 )
+
+# Deeper than the JSON parser's usual recursion limit, yet under MAX_BODY: refused by its depth
+# or, where a test framework raised the limit, as unterminated.
+DEEP_JSON = b"[" * 4000
 
 
 @st.composite
 def bodies(draw: st.DrawFn) -> Body:
     shape = draw(
-        st.sampled_from(["valid", "valid", "valid", "ignored", "broken", "json", "bytes", "latin"])
+        st.sampled_from(
+            ["valid", "valid", "valid", "ignored", "broken", "json", "bytes", "latin", "deep"]
+        )
     )
     payload, cloud, expected = draw(artifact_payloads())
     if shape == "valid":
@@ -205,6 +229,8 @@ def bodies(draw: st.DrawFn) -> Body:
         breakage, mentions, _, _ = draw(st.sampled_from(choices))
         breakage(payload)
         return Body(json.dumps(payload).encode(), 400, cloud, mentions=mentions)
+    if shape == "deep":
+        return Body(DEEP_JSON, 400, mentions="body")
     if shape == "latin":
         payload["operator"] = "Jürgen " + payload["operator"]
         text = json.dumps(payload, ensure_ascii=False)

@@ -44,7 +44,11 @@ _ROUTES = Map(
         Rule("/metrics", methods=["GET"], endpoint="metrics"),
         Rule("/healthz", methods=["GET"], endpoint="healthz"),
         Rule("/readyz", methods=["GET"], endpoint="readyz"),
-    ]
+    ],
+    # No redirects: werkzeug would answer `//webhooks//harbor` with a 308 to a URL built from
+    # the Host header; Harbor is configured with the exact path, anything else is a 404.
+    merge_slashes=False,
+    redirect_defaults=False,
 )
 
 

@@ -41,6 +41,8 @@ _RELAY_CHUNK = 64 * 1024
 # the same conversion throughput.
 GIL_SWITCH_SECONDS = 0.001
 _POLL_SECONDS = 0.2
+# How often waitress looks for idle channels and requests past their deadline.
+_CLEANUP_SECONDS = 1
 
 
 class ServerTlsError(AcceldError):
@@ -69,13 +71,24 @@ class ServerTls:
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """Bounds of the listener; the body limit is the app's job, this one is a backstop."""
+    """Bounds of the listener; the body limit is the app's job, this one is a backstop.
+
+    Harbor gives up on a webhook after 3 s, so a client that holds a connection without
+    finishing its request must not hold a slot for long: a request (headers and body) must
+    arrive whole within `request_seconds` of its first byte, a TLS handshake within
+    `handshake_seconds`, and there are slots for hundreds of such clients before the limits
+    make a real one wait (waitress' default of 100 connections was filled by 98 sockets sending
+    a byte every 20 s, which its idle timeout never closes).
+    """
 
     threads: int = 4
     max_request_body_bytes: int = 4 << 20
     idle_seconds: float = 60.0
-    handshake_seconds: float = 10.0
-    max_tls_connections: int = 128
+    """A connection with no request in progress and nothing sent for this long is closed."""
+    request_seconds: float = 10.0
+    handshake_seconds: float = 3.0
+    max_connections: int = 1000
+    max_tls_connections: int = 500
 
 
 class HttpServer:
@@ -137,8 +150,11 @@ class HttpServer:
             url_scheme="https" if context else "http",
             max_request_body_size=self._limits.max_request_body_bytes,
             channel_timeout=int(self._limits.idle_seconds),
+            connection_limit=self._limits.max_connections,
+            cleanup_interval=_CLEANUP_SECONDS,
             ident="acceld",
         )
+        _add_request_deadline(self._waitress, self._limits.request_seconds)
         self._threads.append(_thread("acceld-http", self._waitress.run))
         if self._front is not None:
             self._threads.append(_thread("acceld-tls-accept", self._front.accept_loop))
@@ -169,6 +185,32 @@ class HttpServer:
             shutil.rmtree(self._private_dir, ignore_errors=True)
         self._waitress = None
         log.info("Stopped listening", extra={"url": self.url})
+
+
+def _add_request_deadline(server: Any, seconds: float) -> None:
+    """Close a connection whose request is still incomplete `seconds` after it was first seen.
+
+    waitress closes only connections that send nothing for `channel_timeout`; a client that
+    trickles one byte of headers every few seconds would keep its slot for ever. Its periodic
+    `maintenance` gets this check on top; each partial request is stamped when first seen.
+    """
+    idle_maintenance = server.maintenance
+
+    def maintenance(now: float) -> None:
+        idle_maintenance(now)
+        for channel in list(server.active_channels.values()):
+            partial = channel.request
+            if partial is None or partial.completed:
+                continue
+            first_seen = partial.__dict__.setdefault("acceld_first_seen", now)
+            if now - first_seen > seconds and not channel.will_close:
+                log.info(
+                    "Closing a connection whose request did not arrive in time",
+                    extra={"remote": str(channel.addr), "seconds": seconds},
+                )
+                channel.will_close = True
+
+    server.maintenance = maintenance
 
 
 def _busy(server: Any) -> bool:
