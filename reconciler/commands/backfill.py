@@ -4,6 +4,7 @@ command or config was wrong (2)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import sys
@@ -18,6 +19,7 @@ import click
 from harbor_api.errors import AcceldError
 from reconciler.commands.config_option import config_option
 from reconciler.commands.plan import plan_json, plan_table
+from reconciler.commands.scan_errors import scan_errors_json, scan_errors_text
 from reconciler.config import ConfigError, load_config
 from reconciler.observability.logs import configure_logging
 from reconciler.service.backfill import (
@@ -61,6 +63,7 @@ def summary_json(summary: BackfillSummary) -> dict[str, object]:
             "repositories": summary.scan.repositories,
             "candidates": summary.scan.candidates,
         },
+        "scan_errors": scan_errors_json(summary.scan.errors),
         "missing": len(summary.keys),
         "results": [
             {"key": str(r.key), "ok": r.ok, "detail": r.detail, "bytes_written": r.bytes_written}
@@ -77,6 +80,7 @@ def summary_text(summary: BackfillSummary) -> str:
         f"converged: {ok}, failed: {len(summary.failures)}",
     ]
     lines.extend(f"  FAILED {r.key}: {r.detail}" for r in summary.failures)
+    lines.extend(scan_errors_text(summary.scan.errors))
     return "\n".join(lines)
 
 
@@ -148,10 +152,11 @@ def backfill_command(
             progress.close()
     policies = select_policies(config.policies, policy)
     if dry_run:
+        planned = dataclasses.replace(summary.scan, plan=summary.plan)
         if fmt == "json":
-            click.echo(json.dumps(plan_json(summary.plan, policies), indent=2))
+            click.echo(json.dumps(plan_json(planned, policies), indent=2))
         else:
-            click.echo(plan_table(summary.plan, policies))
+            click.echo(plan_table(planned, policies))
         return
     if fmt == "json":
         click.echo(json.dumps(summary_json(summary), indent=2))

@@ -9,16 +9,17 @@ from typing import Any
 
 import click
 
-from policies.diff import Plan
 from policies.model import Policy
 from reconciler.commands.config_option import config_option
+from reconciler.commands.scan_errors import scan_errors_json, scan_errors_text
 from reconciler.config import load_config
-from reconciler.controller.scan import FULL, scan
+from reconciler.controller.scan import FULL, ScanReport, scan
 from reconciler.service.backfill import select_policies
 from reconciler.service.runtime import open_runtime
 
 
-def plan_json(plan: Plan, policies: tuple[Policy, ...]) -> dict[str, Any]:
+def plan_json(report: ScanReport, policies: tuple[Policy, ...]) -> dict[str, Any]:
+    plan = report.plan
     return {
         "missing": [
             {"policy": policy, "format": fmt, "count": count}
@@ -34,10 +35,12 @@ def plan_json(plan: Plan, policies: tuple[Policy, ...]) -> dict[str, Any]:
             }
             for item in plan.items
         ],
+        "scan_errors": scan_errors_json(report.errors),
     }
 
 
-def plan_table(plan: Plan, policies: tuple[Policy, ...]) -> str:
+def plan_table(report: ScanReport, policies: tuple[Policy, ...]) -> str:
+    plan = report.plan
     lines = [f"{'POLICY':<24} {'FORMAT':<14} MISSING"]
     for (policy, fmt), count in plan.missing_by_policy_format(policies).items():
         lines.append(f"{policy:<24} {fmt:<14} {count}")
@@ -47,6 +50,9 @@ def plan_table(plan: Plan, policies: tuple[Policy, ...]) -> str:
         for item in plan.items:
             tags = ",".join(item.tags) or "(untagged)"
             lines.append(f"{item.repository:<40} {item.format:<10} {tags:<24} {item.digest}")
+    skipped = scan_errors_text(report.errors)
+    if skipped:
+        lines += ["", *skipped]
     return "\n".join(lines)
 
 
@@ -73,6 +79,6 @@ def plan_command(config_file: Path | None, policy: str | None, output: str | Non
     finally:
         runtime.close()
     if (output or ("table" if sys.stdout.isatty() else "json")) == "json":
-        click.echo(json.dumps(plan_json(report.plan, policies), indent=2))
+        click.echo(json.dumps(plan_json(report, policies), indent=2))
     else:
-        click.echo(plan_table(report.plan, policies))
+        click.echo(plan_table(report, policies))

@@ -3,28 +3,54 @@ match, and enqueue what is missing. A scan never converts.
 
 A full scan walks everything; an incremental one only what was pushed since the start of the
 last successful scan, minus a safety margin (clocks and slow pushes).
+
+One bad part never stops the rest: a project whose repositories cannot be listed, a repository
+whose images cannot be listed (a tag list answering 404 after an interrupted push), an image
+whose manifest or referrers cannot be read (a sha512 layer digest) is logged, reported in
+`ScanReport.errors` and skipped. Only an error about the source as a whole (no answer, 401,
+429, 5xx) ends the scan, since every later step would fail the same way.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
+from typing import TypeVar
 
+from harbor_api.errors import AcceldError, RegistryError, Unauthorized
 from policies.desired import desired_formats
 from policies.diff import Plan, PlanItem, missing_formats, plan_items
 from policies.glob import any_match
 from policies.match import policy_matches_project
 from policies.model import Policy
 from reconciler.controller.observed_formats import ReferrerFormats
-from reconciler.controller.sources import Source
+from reconciler.controller.sources import Candidate, Source, UnreadableImage
+from reconciler.observability.metrics import SCAN_ERROR_KINDS
 from reconciler.state.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 FULL = "full"
 INCREMENTAL = "incremental"
+
+
+PROJECT, REPOSITORY, IMAGE = SCAN_ERROR_KINDS
+
+
+@dataclass(frozen=True)
+class ScanError:
+    """A part of the source the scan had to skip."""
+
+    kind: str
+    """`project` (its repository list), `repository` (its image list) or `image`."""
+    where: str
+    """The project, the repository, or the image as `repository@digest` or `repository:tag`."""
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -36,6 +62,36 @@ class ScanReport:
     candidates: int
     started_at: float
     finished_at: float
+    errors: tuple[ScanError, ...] = ()
+
+
+def _about_the_whole_source(error: AcceldError) -> bool:
+    """Errors every later request would meet too: those end the scan instead of one part."""
+    return isinstance(error, Unauthorized) or (isinstance(error, RegistryError) and error.transient)
+
+
+class _Skipped:
+    """Collects the parts a scan skipped, logging each as it happens."""
+
+    def __init__(self, scan_kind: str) -> None:
+        self._scan_kind = scan_kind
+        self.errors: list[ScanError] = []
+
+    def add(self, kind: str, where: str, error: AcceldError) -> None:
+        if _about_the_whole_source(error):
+            raise error
+        self.errors.append(ScanError(kind, where, str(error)))
+        log.warning(
+            "scan skipped a part it could not read",
+            extra={"scan": self._scan_kind, "part": kind, "where": where, "error": str(error)},
+        )
+
+    def listed(self, kind: str, where: str, items: Callable[[], Iterator[_T]]) -> Iterator[_T]:
+        """The items `items()` yields; a failure while listing skips the rest of `where`."""
+        try:
+            yield from items()
+        except AcceldError as error:
+            self.add(kind, where, error)
 
 
 def _wanted_project(policies: Sequence[Policy], project: str) -> bool:
@@ -65,26 +121,28 @@ def scan(
     started = clock.now()
     moment = datetime.fromtimestamp(started, UTC)
     items: list[PlanItem] = []
+    skipped = _Skipped(kind)
     projects = repositories = candidates = 0
     for project in source.projects():
         if not _wanted_project(policies, project):
             continue
         projects += 1
-        for repository in source.repositories(project):
+        for repository in skipped.listed(PROJECT, project, partial(source.repositories, project)):
             if not _wanted_repository(policies, repository):
                 continue
             repositories += 1
-            for candidate in source.candidates(repository, pushed_since):
+            for candidate in skipped.listed(
+                REPOSITORY, repository, partial(source.candidates, repository, pushed_since)
+            ):
                 candidates += 1
-                desired = desired_formats(policies, candidate.original, moment)
-                if not desired:
+                if isinstance(candidate, UnreadableImage):
+                    skipped.add(IMAGE, f"{repository}:{candidate.reference}", candidate.error)
                     continue
-                observed = referrer_formats.observed(
-                    repository, candidate.original.digest, candidate.accessories
-                )
-                found = plan_items(
-                    repository, candidate.original.digest, missing_formats(desired, observed)
-                )
+                try:
+                    found = _missing(policies, referrer_formats, candidate, moment)
+                except AcceldError as error:
+                    skipped.add(IMAGE, f"{repository}@{candidate.original.digest}", error)
+                    continue
                 for item in found:
                     log.info(
                         "missing",
@@ -106,9 +164,33 @@ def scan(
             "repositories": repositories,
             "candidates": candidates,
             "missing": len(items),
+            "skipped": len(skipped.errors),
             "seconds": round(finished - started, 3),
         },
     )
     return ScanReport(
-        kind, Plan(tuple(items)), projects, repositories, candidates, started, finished
+        kind,
+        Plan(tuple(items)),
+        projects,
+        repositories,
+        candidates,
+        started,
+        finished,
+        tuple(skipped.errors),
     )
+
+
+def _missing(
+    policies: Sequence[Policy],
+    referrer_formats: ReferrerFormats,
+    candidate: Candidate,
+    moment: datetime,
+) -> tuple[PlanItem, ...]:
+    desired = desired_formats(policies, candidate.original, moment)
+    if not desired:
+        return ()
+    original = candidate.original
+    observed = referrer_formats.observed(
+        original.repository, original.digest, candidate.accessories
+    )
+    return plan_items(original.repository, original.digest, missing_formats(desired, observed))

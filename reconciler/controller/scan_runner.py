@@ -20,7 +20,7 @@ from reconciler.controller.missing_tracker import MissingTracker
 from reconciler.controller.observed_formats import ReferrerFormats
 from reconciler.controller.policy_fingerprint import policy_fingerprint
 from reconciler.controller.scan import FULL, INCREMENTAL, ScanReport, scan
-from reconciler.controller.sources import Candidate, Source
+from reconciler.controller.sources import Candidate, Source, UnreadableImage
 from reconciler.observability.metrics import Metrics
 from reconciler.state.clock import Clock
 from reconciler.state.keys import Key
@@ -61,7 +61,9 @@ class StoppableSource:
             self._step()
             yield repository
 
-    def candidates(self, repository: str, pushed_since: datetime | None) -> Iterator[Candidate]:
+    def candidates(
+        self, repository: str, pushed_since: datetime | None
+    ) -> Iterator[Candidate | UnreadableImage]:
         for candidate in self._source.candidates(repository, pushed_since):
             self._step()
             yield candidate
@@ -140,6 +142,7 @@ class ScanRunner:
         else:
             self.missing.add(report.plan.items)
         self._metrics.set_missing_conversions(self.missing.counts(policies))
+        self._metrics.scan_skipped(error.kind for error in report.errors)
         self._metrics.scan_succeeded(kind, report.started_at, report.finished_at)
         return report
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from harbor_api.errors import NotFound
+from harbor_api.errors import AcceldError, NotFound, PermanentError
 from harbor_api.harbor import HarborClient
 from harbor_api.harbor_models import Accessory, Artifact
 from harbor_api.oci import INDEX_TYPES, is_referrer_tag
@@ -36,6 +36,16 @@ class Candidate:
     accessories: tuple[Accessory, ...] | None = None
 
 
+@dataclass(frozen=True)
+class UnreadableImage:
+    """An image a source found but could not read (a manifest it cannot parse): the scan
+    reports and skips it, and goes on with the next one."""
+
+    repository: str
+    reference: str
+    error: AcceldError
+
+
 class Source(Protocol):
     registry: RegistryClient
 
@@ -48,7 +58,9 @@ class Source(Protocol):
     def repositories(self, project: str) -> Iterator[str]:
         """Full repository names (`project/path`) of `project`."""
 
-    def candidates(self, repository: str, pushed_since: datetime | None) -> Iterator[Candidate]:
+    def candidates(
+        self, repository: str, pushed_since: datetime | None
+    ) -> Iterator[Candidate | UnreadableImage]:
         """Possible originals of `repository`, only those pushed since a time when given."""
 
     def describe(self, repository: str, digest: str) -> Original | None:
@@ -90,7 +102,9 @@ class HarborSource:
     def repositories(self, project: str) -> Iterator[str]:
         return (repository.name for repository in self.harbor.repositories(project))
 
-    def candidates(self, repository: str, pushed_since: datetime | None) -> Iterator[Candidate]:
+    def candidates(
+        self, repository: str, pushed_since: datetime | None
+    ) -> Iterator[Candidate | UnreadableImage]:
         project, _, path = repository.partition("/")
         for artifact in self.harbor.artifacts(
             project, path, with_accessory=True, with_tag=True, pushed_since=pushed_since
@@ -146,7 +160,9 @@ class RegistrySource:
             if repository.split("/", 1)[0] == project
         )
 
-    def candidates(self, repository: str, pushed_since: datetime | None) -> Iterator[Candidate]:
+    def candidates(
+        self, repository: str, pushed_since: datetime | None
+    ) -> Iterator[Candidate | UnreadableImage]:
         # A registry keeps no push time: every scan of it is a full one.
         by_digest: dict[str, tuple[FetchedManifest, list[str]]] = {}
         for tag in self.registry.list_tags(repository):
@@ -156,6 +172,9 @@ class RegistrySource:
                 fetched = self.registry.get_manifest(repository, tag)
             except NotFound:
                 continue  # deleted between the tag list and now
+            except PermanentError as error:
+                yield UnreadableImage(repository, tag, error)
+                continue
             by_digest.setdefault(fetched.digest, (fetched, []))[1].append(tag)
         for fetched, tags in by_digest.values():
             yield Candidate(

@@ -15,6 +15,9 @@ from harbor_api.transport import RequestObserver
 from harbor_api.version import ACCELD_VERSION
 
 SCAN_KINDS = ("full", "incremental")
+SCAN_ERROR_KINDS = ("project", "repository", "image")
+"""The parts of a source a scan can skip: a project's repository list, a repository's image
+list, one image."""
 CONVERSION_RESULTS = ("success", "error", "terminal")
 BYTE_DIRECTIONS = ("read", "written")
 QUEUE_STATES = ("pending", "in_progress", "quarantined")
@@ -59,6 +62,12 @@ class Metrics:
         self.scan_duration = Gauge(
             "acceld_scan_duration_seconds",
             "How long the last successful scan of this kind took.",
+            ["kind"],
+            registry=collector,
+        )
+        self.scan_errors = Counter(
+            "acceld_scan_errors",
+            "Parts of the source scans skipped because they could not be read, by kind of part.",
             ["kind"],
             registry=collector,
         )
@@ -132,6 +141,8 @@ class Metrics:
         for kind in SCAN_KINDS:
             self.scan_last_success.labels(kind=kind)
             self.scan_duration.labels(kind=kind)
+        for part in SCAN_ERROR_KINDS:
+            self.scan_errors.labels(kind=part)
         for fmt in self._formats:
             for result in CONVERSION_RESULTS:
                 self.conversions.labels(format=fmt, result=result)
@@ -174,6 +185,11 @@ class Metrics:
         """A scan of `kind` ran from `started_at` to `finished_at` (Unix seconds) without error."""
         self.scan_last_success.labels(kind=kind).set(finished_at)
         self.scan_duration.labels(kind=kind).set(max(0.0, finished_at - started_at))
+
+    def scan_skipped(self, kinds: Iterable[str]) -> None:
+        """A scan skipped one part of each kind listed (a kind repeats per part)."""
+        for kind in kinds:
+            self.scan_errors.labels(kind=kind).inc()
 
     def conversion_finished(
         self,

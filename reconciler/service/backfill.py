@@ -57,7 +57,11 @@ class BackfillSummary:
 
     @property
     def converged(self) -> bool:
-        return not self.failures and (self.dry_run or len(self.results) == len(self.keys))
+        return (
+            not self.failures
+            and not self.scan.errors
+            and (self.dry_run or len(self.results) == len(self.keys))
+        )
 
     @property
     def keys(self) -> tuple[Key, ...]:
