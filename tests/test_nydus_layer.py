@@ -29,6 +29,7 @@ def test_blob_is_a_valid_tar_like_stream_with_toc_and_inline_bootstrap(tmp_path:
         "image.blob",
         "blob.meta",
         "blob.digest",
+        "acceld.implicit",
         "image.boot",
         "rafs.blob.toc",
     ]

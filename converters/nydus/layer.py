@@ -2,8 +2,9 @@
 
 File data is cut into chunks, deduplicated and compressed as it is read and goes straight to
 `dest` as the blob's `image.blob` entry; the rest of the blob (chunk infos, chunk digests, the
-layer's own bootstrap, the TOC) is small and follows once the layer has been read. Memory
-holds the layer's tree and its chunk table, never file data beyond the chunks in flight.
+layer's implicit directories, its own bootstrap, the TOC) is small and follows once the layer
+has been read: enough to rebuild the returned `NydusLayer` from the blob (`layer_reader`).
+Memory holds the layer's tree and its chunk table, never file data beyond the chunks in flight.
 """
 
 from __future__ import annotations
@@ -25,15 +26,27 @@ from converters.nydus.bootstrap import BootstrapFormat, write_bootstrap
 from converters.nydus.chunks import ChunkWriter
 from converters.nydus.media import ANNOTATION_BLOB
 from converters.nydus.options import NydusOptions
-from converters.nydus.tree import BlobFacts, Inode, LayerChunks
+from converters.nydus.tree import (
+    BlobFacts,
+    Inode,
+    LayerChunks,
+    renumber_chunks,
+    same_tree,
+    walk,
+)
 from converters.nydus.tree_builder import TreeBuilder, inode_from_header
 from converters.symlinks import find_symlink_loop
 from converters.tar_reader import TarReader
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class NydusLayer:
-    """A converted layer: the blob's descriptor facts and what the image merge needs."""
+    """A converted layer: the blob's descriptor facts and what the image merge needs.
+
+    Two layers are equal when their facts, chunk tables and trees are (`same_tree`): inodes
+    are compared by what they hold, not by identity, so a layer read back from its blob
+    (`layer_reader.read_layer`) equals the one `convert_layer` returned.
+    """
 
     digest: str
     """"sha256:<hex>" of the blob file; also its diff_id (the blob is its own tar-like stream)."""
@@ -48,6 +61,18 @@ class NydusLayer:
     blob_meta: bytes
     """The `<hex>.blob.meta` file of the bootstrap layer: chunk infos, zero padding to 4 KiB,
     the 4 KiB header; b"" without file data."""
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NydusLayer):
+            return NotImplemented
+        return (
+            self.digest == other.digest
+            and self.size == other.size
+            and self.blob == other.blob
+            and self.blob_meta == other.blob_meta
+            and self.chunks == other.chunks
+            and same_tree(self.root, other.root)
+        )
 
     def annotations(self) -> dict[str, str]:
         """The blob layer descriptor's annotations."""
@@ -134,6 +159,8 @@ def _finish_blob(
     options: NydusOptions,
 ) -> NydusLayer:
     fmt = bootstrap_format(options, merged=False)
+    order = walk(root)
+    renumber_chunks(order, chunks, options.chunk_size)
     sink.write(ondisk.entry_tar_header(ondisk.TOC_IMAGE_BLOB, data_size))
     toc = [
         ondisk.toc_entry(
@@ -218,6 +245,8 @@ def _finish_blob(
             toc_digest=toc_digest,
         )
 
+    implicit = [position for position, inode in enumerate(order) if inode.implicit]
+    _write_entry(sink, toc, ondisk.TOC_IMPLICIT_DIRS, ondisk.implicit_dirs(implicit))
     # The layer's own bootstrap cannot name the blob it sits in: it takes the hash of the
     # chunk data as blob id, as nydus-image does with its stream hash.
     chunks.blob = facts(stream_id, sink.written, 0, bytes(32))

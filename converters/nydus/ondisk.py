@@ -68,6 +68,12 @@ Blob TOC entry (128): flags u32 | reserved u32 | name [16] | sha256 of the uncom
     content [32] | compressed_offset u64 | compressed_size u64 | uncompressed_size u64 |
     reserved [48]
 
+acceld.implicit (acceld's own blob entry, between blob.digest and image.boot; nydus finds entries
+    by name and skips it): u32 positions, ascending, of the directories the layer has no tar
+    entry for, counted in the order the layer's bootstrap numbers its inodes (ino - 1). RAFS
+    cannot tell those from directories with default attributes, and the merge treats them
+    differently (`merge.py`); a reader of the blob needs them to rebuild the layer's tree.
+
 Each blob entry is followed by a 512-byte GNU tar header: name, size "%011o\\0",
     mtime "%011o\\0" = 0, chksum "%07o\\0", typeflag "0", magic "ustar  \\0"; other fields zero.
 """
@@ -92,6 +98,8 @@ XATTR_ENTRY_SIZE = 4
 COMPACT_INODE_SIZE = 32
 EXTENDED_INODE_SIZE = 64
 MAX_NAME_LEN = 255
+# Linux refuses longer symlink targets (PATH_MAX includes the NUL).
+MAX_SYMLINK_TARGET = 4095
 MAX_BLOBS = 254
 MAX_CHUNKS_PER_BLOB = 0xFF_FFFF
 MIN_CHUNK_SIZE = 0x1000
@@ -139,6 +147,8 @@ FILE_TYPES = {
 
 # RafsSuperFlags (extended superblock `flags`).
 FLAG_COMPRESSION_NONE = 0x1
+FLAG_COMPRESSION_LZ4 = 0x2
+FLAG_COMPRESSION_GZIP = 0x40
 FLAG_COMPRESSION_ZSTD = 0x80
 FLAG_HASH_BLAKE3 = 0x4
 FLAG_HASH_SHA256 = 0x8
@@ -180,6 +190,7 @@ TOC_BLOB_META_HEADER = b"blob.meta.header"
 TOC_BLOB_DIGEST = b"blob.digest"
 TOC_BOOTSTRAP = b"image.boot"
 TOC_BLOB_TOC = b"rafs.blob.toc"
+TOC_IMPLICIT_DIRS = b"acceld.implicit"
 TAR_BLOCK = 512
 
 # Xattr name prefixes RAFS v6 can hold inline: (prefix, EROFS name index). ACL names are whole.
@@ -191,18 +202,19 @@ XATTR_PREFIXES = (
     (b"security.", 6),
 )
 
-_SUPER = struct.Struct("<IIIBBHQQIIII16s16sIHHH38x")
-_EXT_SUPER = struct.Struct("<QQIIQQQII200x")
-_DEVICE = struct.Struct("<64sII56x")
-_BLOB_ENTRY = struct.Struct("<64sIIIIIIQQIIQQQ32s32sQ8sI36x")
-_COMPACT = struct.Struct("<HHHHIIIIHH4x")
-_EXTENDED = struct.Struct("<HHHHQIIIIQII16x")
-_DIRENT = struct.Struct("<QHBx")
-_CHUNK_ADDR = struct.Struct("<HHI")
-_CHUNK_INFO = struct.Struct("<32sIIIIQQQII")
-_XATTR_ENTRY = struct.Struct("<BBH")
-_META_HEADER = struct.Struct("<IIIIQQQQQI")
-_TOC_ENTRY = struct.Struct("<II16s32sQQQ48x")
+SUPERBLOCK_STRUCT = struct.Struct("<IIIBBHQQIIII16s16sIHHH38x")
+EXT_SUPERBLOCK_STRUCT = struct.Struct("<QQIIQQQII200x")
+DEVICE_SLOT_STRUCT = struct.Struct("<64sII56x")
+BLOB_ENTRY_STRUCT = struct.Struct("<64sIIIIIIQQIIQQQ32s32sQ8sI36x")
+COMPACT_INODE_STRUCT = struct.Struct("<HHHHIIIIHH4x")
+EXTENDED_INODE_STRUCT = struct.Struct("<HHHHQIIIIQII16x")
+DIRENT_STRUCT = struct.Struct("<QHBx")
+CHUNK_ADDR_STRUCT = struct.Struct("<HHI")
+CHUNK_INFO_STRUCT = struct.Struct("<32sIIIIQQQII")
+CHUNK_INFO_V1_STRUCT = struct.Struct("<QQ")
+XATTR_ENTRY_STRUCT = struct.Struct("<BBH")
+META_HEADER_STRUCT = struct.Struct("<IIIIQQQQQI")
+TOC_ENTRY_STRUCT = struct.Struct("<II16s32sQQQ48x")
 
 
 def round_up(value: int, unit: int) -> int:
@@ -212,7 +224,7 @@ def round_up(value: int, unit: int) -> int:
 def superblock(
     *, root_nid: int, inos: int, blocks: int, meta_blkaddr: int, extra_devices: int
 ) -> bytes:
-    return _SUPER.pack(
+    return SUPERBLOCK_STRUCT.pack(
         EROFS_MAGIC,
         0,
         FEATURE_COMPAT_RAFS_V6,
@@ -243,7 +255,7 @@ def extended_superblock(
     prefetch_table: tuple[int, int],
 ) -> bytes:
     """`blob_table`, `chunk_table` and `prefetch_table` are (offset, size)."""
-    return _EXT_SUPER.pack(
+    return EXT_SUPERBLOCK_STRUCT.pack(
         flags,
         blob_table[0],
         blob_table[1],
@@ -257,7 +269,7 @@ def extended_superblock(
 
 
 def device_slot(blob_id: bytes, blocks: int, mapped_blkaddr: int) -> bytes:
-    return _DEVICE.pack(blob_id, blocks, mapped_blkaddr)
+    return DEVICE_SLOT_STRUCT.pack(blob_id, blocks, mapped_blkaddr)
 
 
 def blob_entry(
@@ -278,7 +290,7 @@ def blob_entry(
     ci_uncompressed_size: int,
     toc_digest: bytes,
 ) -> bytes:
-    return _BLOB_ENTRY.pack(
+    return BLOB_ENTRY_STRUCT.pack(
         blob_id,
         index,
         chunk_size,
@@ -313,7 +325,9 @@ def compact_inode(
     uid: int,
     gid: int,
 ) -> bytes:
-    return _COMPACT.pack(layout << 1, xattr_icount, mode, nlink, size, 0, u, ino, uid, gid)
+    return COMPACT_INODE_STRUCT.pack(
+        layout << 1, xattr_icount, mode, nlink, size, 0, u, ino, uid, gid
+    )
 
 
 def extended_inode(
@@ -330,19 +344,24 @@ def extended_inode(
     mtime_nsec: int,
     nlink: int,
 ) -> bytes:
-    return _EXTENDED.pack(
+    return EXTENDED_INODE_STRUCT.pack(
         1 | layout << 1, xattr_icount, mode, 0, size, u, ino, uid, gid, mtime, mtime_nsec, nlink
     )
 
 
 def dirent(nid: int, nameoff: int, file_type: int) -> bytes:
-    return _DIRENT.pack(nid, nameoff, file_type)
+    return DIRENT_STRUCT.pack(nid, nameoff, file_type)
 
 
 def chunk_addr(blob_index: int, ci_index: int, blkaddr: int) -> bytes:
-    return _CHUNK_ADDR.pack(
+    return CHUNK_ADDR_STRUCT.pack(
         ci_index & 0xFFFF, ((blob_index + 1) & 0xFF) | ((ci_index >> 8) & 0xFF00), blkaddr
     )
+
+
+def chunk_addr_index(lo: int, hi: int) -> tuple[int, int]:
+    """(blob index, chunk-info index) of a chunk index whose first two u16 are `lo`, `hi`."""
+    return (hi & 0xFF) - 1, lo | (hi & 0xFF00) << 8
 
 
 def chunk_format(chunk_size: int) -> int:
@@ -362,7 +381,7 @@ def chunk_info(
     file_offset: int,
     index: int,
 ) -> bytes:
-    return _CHUNK_INFO.pack(
+    return CHUNK_INFO_STRUCT.pack(
         digest,
         blob_index,
         CHUNK_FLAG_COMPRESSED if compressed else 0,
@@ -377,7 +396,7 @@ def chunk_info(
 
 
 def xattr_entry(name_index: int, suffix: bytes, value: bytes) -> bytes:
-    body = _XATTR_ENTRY.pack(len(suffix), name_index, len(value)) + suffix + value
+    body = XATTR_ENTRY_STRUCT.pack(len(suffix), name_index, len(value)) + suffix + value
     return body + b"\x00" * (-len(body) % XATTR_ENTRY_SIZE)
 
 
@@ -388,7 +407,18 @@ def chunk_info_v1(
     c = compressed_size - 1
     uncomp = (u & 0xF_FFFF) << 44 | uncompressed_offset | (u & 0xF0_0000) >> 12
     comp = (c & 0xF_FFFF) << 44 | (c & 0xF0_0000) << 20 | compressed_offset
-    return struct.pack("<QQ", uncomp, comp)
+    return CHUNK_INFO_V1_STRUCT.pack(uncomp, comp)
+
+
+def chunk_info_v1_fields(uncomp: int, comp: int) -> tuple[int, int, int, int]:
+    """(compressed_offset, compressed_size, uncompressed_offset, uncompressed_size) of a V1
+    chunk info's two u64; bits 0..7 of `uncomp` are unused (zero when written)."""
+    return (
+        comp & 0xFF_FFFF_FFFF,
+        ((comp >> 44) | (comp >> 20 & 0xF0_0000)) + 1,
+        uncomp & 0xFFF_FFFF_F000,
+        ((uncomp >> 44) | (uncomp << 12 & 0xF0_0000)) + 1,
+    )
 
 
 def blob_meta_header(
@@ -400,7 +430,7 @@ def blob_meta_header(
     ci_compressed_size: int,
     ci_uncompressed_size: int,
 ) -> bytes:
-    head = _META_HEADER.pack(
+    head = META_HEADER_STRUCT.pack(
         BLOB_META_MAGIC,
         features,
         ci_compressor,
@@ -426,9 +456,19 @@ def toc_entry(
     uncompressed_size: int,
 ) -> bytes:
     flags = TOC_COMPRESSION_ZSTD if compressed else TOC_COMPRESSION_NONE
-    return _TOC_ENTRY.pack(
+    return TOC_ENTRY_STRUCT.pack(
         flags, 0, name, digest, compressed_offset, compressed_size, uncompressed_size
     )
+
+
+def implicit_dirs(positions: list[int]) -> bytes:
+    """The `acceld.implicit` entry."""
+    return struct.pack(f"<{len(positions)}I", *positions)
+
+
+def implicit_dir_positions(data: bytes) -> tuple[int, ...]:
+    """The positions an `acceld.implicit` entry holds; `len(data)` must be a multiple of 4."""
+    return struct.unpack(f"<{len(data) // 4}I", data)
 
 
 def entry_tar_header(name: bytes, size: int) -> bytes:

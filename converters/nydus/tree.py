@@ -3,13 +3,16 @@
 A directory's `children` maps each name to an `Inode`; two names holding the same `Inode` are
 hardlinks. Regular files refer to their data as a run of chunk sequence numbers in the
 `LayerChunks` of the layer that wrote them, so a merged tree can mix files of many layers and
-still find every chunk. Trees are built once per layer and never changed afterwards: a merge
-makes new directory inodes and shares everything else.
+still find every chunk. Trees are built once per layer (the converter numbers the chunk
+references in tree order when the layer is complete, `renumber_chunks`) and never changed
+afterwards: a merge makes new directory inodes and shares everything else.
 """
 
 from __future__ import annotations
 
 from array import array
+from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from converters.nydus import ondisk
@@ -123,3 +126,97 @@ def implicit_directory() -> Inode:
 
 def chunk_count(inode: Inode, chunk_size: int) -> int:
     return -(-inode.size // chunk_size)
+
+
+def walk(root: Inode) -> list[Inode]:
+    """Every inode of the tree once, breadth first, each directory's entries in name order:
+    the order a bootstrap numbers its inodes in."""
+    order = [root]
+    seen = {id(root)}
+    queue = deque(order)
+    while queue:
+        children = queue.popleft().children or {}
+        for name in sorted(children):
+            child = children[name]
+            if id(child) not in seen:
+                seen.add(id(child))
+                order.append(child)
+                if child.is_dir:
+                    queue.append(child)
+    return order
+
+
+def renumber_chunks(order: Sequence[Inode], chunks: LayerChunks, chunk_size: int) -> None:
+    """Give the file chunks of `chunks` sequence numbers in the order of the files in `order`.
+
+    File chunks no file refers to (those of a file a later tar entry replaced) are dropped.
+    Two trees of the same shape get the same numbers whatever order their files were added in,
+    which is what lets a layer read back from its blob equal the converted one.
+    """
+    numbered = array("I")
+    for inode in order:
+        if inode.chunks is chunks:
+            first = len(numbered)
+            numbered += chunks.seq_to_index[
+                inode.first_seq : inode.first_seq + chunk_count(inode, chunk_size)
+            ]
+            inode.first_seq = first
+    chunks.seq_to_index = numbered
+
+
+def same_tree(a: Inode, b: Inode) -> bool:
+    """Whether two trees hold the same inodes under the same names: same attributes, same
+    hardlinks, files at the same sequence numbers of equal chunk tables."""
+    paired = {id(a): b}
+    taken = {id(b)}
+    tables: dict[int, LayerChunks] = {}
+    pending = [(a, b)]
+    while pending:
+        x, y = pending.pop()
+        if not _same_attributes(x, y) or not _same_table(x.chunks, y.chunks, tables):
+            return False
+        if x.children is None or y.children is None:
+            continue
+        if x.children.keys() != y.children.keys():
+            return False
+        for name, child in x.children.items():
+            other = y.children[name]
+            known = paired.get(id(child))
+            if known is None:
+                if id(other) in taken:
+                    return False
+                paired[id(child)] = other
+                taken.add(id(other))
+                pending.append((child, other))
+            elif known is not other:
+                return False
+    return True
+
+
+def _same_attributes(x: Inode, y: Inode) -> bool:
+    return (
+        x.mode == y.mode
+        and x.uid == y.uid
+        and x.gid == y.gid
+        and x.mtime == y.mtime
+        and x.mtime_nsec == y.mtime_nsec
+        and x.size == y.size
+        and x.rdev == y.rdev
+        and x.target == y.target
+        and x.xattrs == y.xattrs
+        and x.first_seq == y.first_seq
+        and x.implicit == y.implicit
+        and (x.children is None) == (y.children is None)
+    )
+
+
+def _same_table(
+    x: LayerChunks | None, y: LayerChunks | None, tables: dict[int, LayerChunks]
+) -> bool:
+    if x is None or y is None:
+        return x is y
+    known = tables.get(id(x))
+    if known is None:
+        tables[id(x)] = y
+        return x == y
+    return known is y

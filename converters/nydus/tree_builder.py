@@ -25,8 +25,9 @@ _TYPES = {
     th.FIFO: ondisk.S_IFIFO,
 }
 _MAX_ID = (1 << 32) - 1
-# Linux refuses longer symlink targets (PATH_MAX includes the NUL).
-_MAX_TARGET = 4095
+# Extended inodes store mtime as a u64 the kernel reads as signed.
+_MIN_TIME = -(1 << 63)
+_MAX_TIME = (1 << 63) - 1
 _MAX_XATTR_VALUE = 0xFFFF
 _MAX_XATTR_BODY = 4 * 0xFFFF
 
@@ -115,6 +116,10 @@ def inode_from_header(
             raise LayerRejected(f"{where}: {name!r} has {what} {value}, outside 0..{_MAX_ID}")
     kind = _TYPES[header.typeflag]
     seconds, nanoseconds = _mtime(header, where)
+    if not _MIN_TIME <= seconds <= _MAX_TIME:
+        raise LayerRejected(
+            f"{where}: {name!r} has mtime {seconds}, outside the signed 64-bit range RAFS holds"
+        )
     # Linux gives every symlink mode 0777 whatever the tar says; so does any extraction.
     permissions = 0o777 if kind == ondisk.S_IFLNK else header.mode & 0o7777
     inode = Inode(
@@ -131,10 +136,10 @@ def inode_from_header(
         inode.first_seq = first_seq
     elif kind == ondisk.S_IFLNK:
         target = header.linkname
-        if not target or len(target) > _MAX_TARGET:
+        if not target or len(target) > ondisk.MAX_SYMLINK_TARGET:
             raise LayerRejected(
                 f"{where}: symlink {name!r} has a target of {len(target)} bytes; "
-                f"1..{_MAX_TARGET} are allowed"
+                f"1..{ondisk.MAX_SYMLINK_TARGET} are allowed"
             )
         inode.target = target
         inode.size = len(target)

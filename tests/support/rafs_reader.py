@@ -123,8 +123,23 @@ KINDS = {
 DIRENT_TYPES = {"file": 1, "dir": 2, "char": 3, "block": 4, "fifo": 5, "socket": 6, "symlink": 7}
 
 TOC_FLAGS = {1: "none", 2: "zstd", 4: "lz4_block"}
-TOC_NAMES = ("image.blob", "blob.meta", "blob.meta.header", "blob.digest", "image.boot")
-STREAM_NAMES = ("image.blob", "blob.meta", "blob.digest", "image.boot", "rafs.blob.toc")
+# nydus looks TOC entries up by name and skips others, such as acceld's own acceld.implicit.
+TOC_NAMES = (
+    "image.blob",
+    "blob.meta",
+    "blob.meta.header",
+    "blob.digest",
+    "acceld.implicit",
+    "image.boot",
+)
+STREAM_NAMES = (
+    "image.blob",
+    "blob.meta",
+    "blob.digest",
+    "acceld.implicit",
+    "image.boot",
+    "rafs.blob.toc",
+)
 
 
 class RafsError(Exception):
