@@ -2,8 +2,9 @@
 
 A pool of connections in autocommit mode; each change is one transaction that locks the rows it
 changes (`FOR UPDATE`), and lessees pass over each other's rows (`SKIP LOCKED`), so workers on
-any number of hosts never take one key twice. A connection is checked before it is handed out,
-so a restarted server costs the transactions that were running, not the pool.
+any number of hosts never take one key twice. A pooled connection the server has closed (a
+restart) fails at BEGIN, before anything ran, and is replaced then; a restart costs only the
+transactions that were running, without a round trip to check every connection handed out.
 
 The connection string is a secret (it may hold a password): it is never part of an error or a
 log line; `where` names the server and database instead.
@@ -96,11 +97,13 @@ class PostgresDatabase:
             min_size=1,
             max_size=location.pool_size,
             kwargs={"autocommit": True, "connect_timeout": max(1, round(timeout))},
-            check=ConnectionPool.check_connection,
             timeout=timeout,
             name="acceld-state",
             open=False,
         )
+        # Every pooled connection may have gone stale at once (a server restart), and each
+        # failed attempt drops one: one more attempt than the pool holds reaches a live one.
+        self._attempts = location.pool_size + 1
         try:
             self._pool.open(wait=True, timeout=timeout)
         except psycopg.Error as exc:
@@ -112,18 +115,33 @@ class PostgresDatabase:
 
     @contextmanager
     def write(self) -> Iterator[_Connection]:
-        try:
-            with self._pool.connection() as conn, conn.transaction():
-                yield _Connection(conn)
-        except psycopg.Error as exc:
-            raise StateError(f"{self.where}: {exc}") from exc
+        # One yield per run, so a retry can only happen before the caller's statements ran.
+        for attempt in range(self._attempts):
+            began = False
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    began = True
+                    yield _Connection(conn)
+                return
+            except psycopg.OperationalError as exc:
+                if began or attempt == self._attempts - 1:
+                    raise StateError(f"{self.where}: {exc}") from exc
+                # The server closed this idle connection (a restart): BEGIN failed, nothing
+                # ran, and the pool drops the connection; the next one may be alive.
+            except psycopg.Error as exc:
+                raise StateError(f"{self.where}: {exc}") from exc
 
     def read(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
-        try:
-            with self._pool.connection() as conn:
-                return conn.execute(_placeholders(sql), params).fetchall()
-        except psycopg.Error as exc:
-            raise StateError(f"{self.where}: {exc}") from exc
+        for attempt in range(self._attempts):
+            try:
+                with self._pool.connection() as conn:
+                    return conn.execute(_placeholders(sql), params).fetchall()
+            except psycopg.OperationalError as exc:
+                if attempt == self._attempts - 1:
+                    raise StateError(f"{self.where}: {exc}") from exc
+            except psycopg.Error as exc:
+                raise StateError(f"{self.where}: {exc}") from exc
+        raise AssertionError("unreachable")
 
 
 def _check_current(conn: psycopg.Connection[Any], where: str) -> None:
