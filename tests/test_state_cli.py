@@ -44,6 +44,7 @@ def state_dir(tmp_path: Path) -> Path:
     store.scans.scan_started("full", now - 660)
     store.scans.scan_finished("full", now - 660, now - 600, {("web", "estargz"): 4})
     store.scans.scan_started("incremental", now - 5)
+    store.leaders.hold("scan", "serve:host-a:41:0a1b2c3d", 45)
     store.close()
     return directory
 
@@ -68,6 +69,9 @@ def test_status_json_reports_queue_work_failures_quarantine_and_scans(state_dir:
     scans = {scan["kind"]: scan for scan in report["scans"]}
     assert scans["full"]["missing"] == [{"policy": "web", "format": "estargz", "count": 4}]
     assert scans["incremental"]["last_success_finished_at"] is None
+    (leader,) = report["leaders"]
+    assert (leader["name"], leader["holder"]) == ("scan", "serve:host-a:41:0a1b2c3d")
+    assert leader["expires_at"].endswith("+00:00")
 
 
 def test_status_text_lists_each_section_readably(state_dir: Path) -> None:
@@ -86,6 +90,7 @@ def test_status_text_lists_each_section_readably(state_dir: Path) -> None:
         in text
     )
     assert re.search(r"incremental: last started \d+s ago, last success never\n", text)
+    assert re.search(r"leaders:\n  scan: serve:host-a:41:0a1b2c3d, lease ends in \d+s", text)
 
 
 def test_status_finds_the_state_dir_through_the_config(state_dir: Path, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from reconciler.state.keys import Key
 from reconciler.state.store import (
     FailingKey,
     InProgress,
+    LeaderLease,
     QuarantinedKey,
     QueueCounts,
     ScanMark,
@@ -30,6 +31,7 @@ class StatusReport:
     failing: tuple[FailingKey, ...]
     quarantined: tuple[QuarantinedKey, ...]
     scans: tuple[ScanMark, ...]
+    leaders: tuple[LeaderLease, ...]
 
     @classmethod
     def read(cls, store: StateStore) -> StatusReport:
@@ -39,6 +41,7 @@ class StatusReport:
             tuple(store.queue.failing()),
             tuple(store.queue.quarantined()),
             tuple(store.scans.scans()),
+            tuple(store.leaders.leaders()),
         )
 
 
@@ -108,6 +111,10 @@ def status_json(report: StatusReport) -> dict[str, Any]:
                 ],
             }
             for mark in report.scans
+        ],
+        "leaders": [
+            {"name": lease.name, "holder": lease.holder, "expires_at": _when(lease.expires_at)}
+            for lease in report.leaders
         ],
     }
 
@@ -185,6 +192,11 @@ def status_text(report: StatusReport, now: float) -> str:
             f"last success {_age(mark.last_success_finished_at, now)}"
             + (f", that scan found missing {missing}" if missing else "")
         )
+    if report.leaders:
+        lines += ["", "leaders:"]
+    for lease in report.leaders:
+        ends = "lease ends" if lease.expires_at >= now else "lease ended"
+        lines.append(f"  {lease.name}: {lease.holder}, {ends} {_age(lease.expires_at, now)}")
     return "\n".join(lines)
 
 
@@ -192,7 +204,8 @@ def status_text(report: StatusReport, now: float) -> str:
 @state_location_options
 @click.option("--output", type=click.Choice(("text", "json")), default="text", show_default=True)
 def status_command(config_file: Path | None, state_dir: Path | None, output: str) -> None:
-    """Show the work queue, keys in progress, failures, quarantined keys and the last scans."""
+    """Show the work queue, keys in progress (who holds each, since when), failures,
+    quarantined keys, the last scans and which process leads the scans."""
     store = existing_state_store(config_file, state_dir)
     try:
         report = StatusReport.read(store)
