@@ -15,6 +15,7 @@ from pathlib import Path
 from converters.nydus.layer_reader import read_layer
 
 from converters import nydus
+from harbor_api.errors import RegistryError
 from harbor_api.oci import Descriptor
 from harbor_api.registry import RegistryClient
 from harbor_api.version import ACCELD_VERSION
@@ -65,6 +66,12 @@ def _range_reader(
 ) -> Callable[[int, int], bytes]:
     def read_at(offset: int, length: int) -> bytes:
         with registry.open_blob(repository, digest, offset) as stream:
-            return stream.read(length)
+            data = stream.read(length)
+        if len(data) != length:
+            # The registry's answer was cut short: retried later, not the blob's fault.
+            raise RegistryError(
+                f"GET {repository}@{digest}: {len(data)} of {length} bytes at offset {offset}"
+            )
+        return data
 
     return read_at
