@@ -12,9 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from converters.nydus.layer_reader import read_layer
-
 from converters import nydus
+from converters.nydus.layer_reader import read_layer
 from harbor_api.errors import RegistryError
 from harbor_api.oci import Descriptor
 from harbor_api.registry import RegistryClient
