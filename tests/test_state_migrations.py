@@ -95,6 +95,7 @@ def test_a_database_of_an_older_acceld_is_brought_up_to_date_keeping_its_data(
             "INSERT INTO queue (key, state, due_at) VALUES (?, 'pending', 1.0)", (str(KEY),)
         )
     store = _open(path)
+    assert (store.database.migrated_from, store.database.schema_version) == (1, SCHEMA_VERSION)
     assert store.queue.key_state(KEY) is not None
     assert store.leaders.hold("scan", "host-a", 30)
     store.close()

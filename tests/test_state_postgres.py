@@ -47,7 +47,9 @@ def _tables(dsn: str) -> set[str]:
 
 
 def test_an_empty_database_gets_the_current_schema(dsn: str) -> None:
-    _open(dsn).close()
+    store = _open(dsn)
+    assert (store.database.migrated_from, store.database.schema_version) == (0, SCHEMA_VERSION)
+    store.close()
     assert _version_rows(dsn) == [(SCHEMA_VERSION,)]
     assert _tables(dsn) == {
         "queue",
@@ -67,6 +69,7 @@ def test_reopening_keeps_the_data_and_the_single_version_row(dsn: str) -> None:
         _open(dsn).close()
     assert _version_rows(dsn) == [(SCHEMA_VERSION,)]
     reopened = _open(dsn)
+    assert reopened.database.migrated_from == SCHEMA_VERSION
     assert reopened.queue.counts().pending == 1
     reopened.close()
 

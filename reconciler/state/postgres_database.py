@@ -78,6 +78,7 @@ class PostgresDatabase:
     lock_rows = " FOR UPDATE"
     skip_locked_rows = " FOR UPDATE SKIP LOCKED"
     local_only = False
+    schema_version = SCHEMA_VERSION
 
     def __init__(self, location: PostgresLocation, *, migrate_schema: bool = True) -> None:
         self.where = location.where()
@@ -87,9 +88,10 @@ class PostgresDatabase:
                 location.dsn, autocommit=True, connect_timeout=max(1, round(timeout))
             ) as conn:
                 if migrate_schema:
-                    migrate(conn, self.where)
+                    self.migrated_from: int | None = migrate(conn, self.where)
                 else:
                     _check_current(conn, self.where)
+                    self.migrated_from = None
         except psycopg.Error as exc:
             raise StateError(f"{self.where}: cannot open the state database: {exc}") from None
         self._pool = ConnectionPool(

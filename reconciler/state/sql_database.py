@@ -13,6 +13,8 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from reconciler.state.store import StateDatabase
+
 
 class SqlCursor(Protocol):
     @property
@@ -27,7 +29,7 @@ class SqlConnection(Protocol):
     def execute(self, sql: str, parameters: tuple[object, ...] = (), /) -> SqlCursor: ...
 
 
-class SqlDatabase(Protocol):
+class SqlDatabase(StateDatabase, Protocol):
     lock_rows: str
     """Appended to a SELECT whose rows the transaction goes on to change."""
     skip_locked_rows: str
@@ -40,5 +42,3 @@ class SqlDatabase(Protocol):
 
     def read(self, sql: str, params: tuple[object, ...] = ()) -> list[Any]:
         """The rows of one query, outside any write transaction."""
-
-    def close(self) -> None: ...

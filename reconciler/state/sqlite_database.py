@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from reconciler.state.migrations import migrate
+from reconciler.state.migrations import SCHEMA_VERSION, migrate
 from reconciler.state.store import StateError
 
 STATE_DB = "state.db"
@@ -45,6 +45,7 @@ class SqliteDatabase:
     lock_rows = ""
     skip_locked_rows = ""
     local_only = True
+    schema_version = SCHEMA_VERSION
 
     def __init__(self, path: Path, *, busy_timeout_seconds: float = 30.0) -> None:
         self.path = path
@@ -55,7 +56,7 @@ class SqliteDatabase:
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
-            migrate(self._conn, str(path))
+            self.migrated_from = migrate(self._conn, str(path))
         except sqlite3.Error as exc:
             raise StateError(f"{path}: cannot open the state database: {exc}") from None
 

@@ -250,6 +250,14 @@ class LeaderLeases(Protocol):
 class StateDatabase(Protocol):
     """The connection (or pool) the parts of one `StateStore` share."""
 
+    @property
+    def schema_version(self) -> int:
+        """The schema version this acceld writes (the database is at it once open)."""
+
+    @property
+    def migrated_from(self) -> int | None:
+        """The version the database was at when opened (0: empty); None when not migrated."""
+
     def close(self) -> None: ...
 
 
