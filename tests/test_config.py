@@ -147,10 +147,12 @@ def test_policies_from_a_file_beside_the_config(tmp_path: Path) -> None:
 
 
 def test_errors_in_a_policies_file_name_that_file(tmp_path: Path) -> None:
-    (tmp_path / "policies.yaml").write_text("policies:\n  - name: web\n    formats: [nydus]\n")
+    (tmp_path / "policies.yaml").write_text(
+        "policies:\n  - name: web\n    formats: [zstd-chunked]\n"
+    )
     text = HARBOR.split("policies:")[0] + "policies_file: policies.yaml\n"
     assert _error(_write(tmp_path, text)) == (
-        f'{tmp_path}/policies.yaml: policies[0] "web": formats[0]: format "nydus" is not '
+        f'{tmp_path}/policies.yaml: policies[0] "web": formats[0]: format "zstd-chunked" is not '
         "supported by this version"
     )
 
@@ -181,8 +183,9 @@ def test_errors_in_a_policies_file_name_that_file(tmp_path: Path) -> None:
         ),
         (
             ("password_file: robot.secret", "password_credential: robot"),
-            "source.password_credential: CREDENTIALS_DIRECTORY is not set (systemd sets it for a "
-            "unit with LoadCredential=)",
+            "source.password_credential: credential robot not found: CREDENTIALS_DIRECTORY is "
+            "not set and neither /etc/credstore/robot nor /etc/credstore/acceld.robot exists "
+            "(run under systemd with LoadCredential=, or pass --credentials-dir DIR)",
         ),
         (
             ("password_file: robot.secret", "password_file: robot.secret\n  password_env: X"),
