@@ -36,7 +36,7 @@ def main() -> int:
         config = registry_config(
             work,
             registry.host,
-            [{"name": "demo", "projects": ["demo"], "formats": ["estargz"]}],
+            [{"name": "demo", "projects": ["demo"], "formats": ["estargz", "nydus"]}],
         )
         print(f"config: {config}\n{config.read_text()}")
         run("inspect", "--plain-http", f"{registry.host}/demo/web:v1")
@@ -44,6 +44,7 @@ def main() -> int:
         status = run("backfill", "--config", str(config), "--output", "text")
         run("plan", "--config", str(config), "--output", "table")
         run("inspect", "--plain-http", f"{registry.host}/demo/web:v1-esgz")
+        run("inspect", "--plain-http", f"{registry.host}/demo/web:v1-nydus")
         run("status", "--config", str(config))
         return status
     finally:
