@@ -257,6 +257,11 @@ class HttpSession:
 
 def _connection_message(exc: requests.RequestException) -> str:
     if isinstance(exc, requests.exceptions.SSLError):
+        if "WRONG_VERSION_NUMBER" in str(exc) or "wrong version number" in str(exc):
+            return (
+                "TLS handshake failed: the server answers plain HTTP, not HTTPS (for a registry "
+                "without TLS set plain_http: true, or give its URL as http://HOST)"
+            )
         return "TLS handshake failed (set a CA bundle, or insecure for a test registry)"
     if isinstance(exc, requests.Timeout):
         return "timed out"

@@ -1,4 +1,4 @@
-"""The `acceld` command line. Each subcommand lives in its own `reconciler/cmd_*.py` module."""
+"""The `acceld` command line. Each subcommand lives in its own `reconciler/commands/` module."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import click
 
 from harbor_api.errors import AcceldError
 from harbor_api.version import ACCELD_VERSION
+from reconciler.config import ConfigError
+from reconciler.exit_codes import INTERRUPTED, USAGE
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,17 +19,21 @@ def cli() -> None:
 
 
 def main() -> None:
-    """Console entry point: an expected failure is one line on stderr and exit status 1."""
+    """Console entry point: an expected failure is one line on stderr and an exit status
+    from `reconciler.exit_codes`."""
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("acceld: aborted", err=True)
-        sys.exit(130)
+        sys.exit(INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        click.echo(f"acceld: error: {exc}", err=True)
+        sys.exit(USAGE)
     except AcceldError as exc:
         click.echo(f"acceld: error: {exc}", err=True)
         sys.exit(1)

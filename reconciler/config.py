@@ -98,6 +98,8 @@ class ServerConfig:
     external_url: str = ""
     """The URL Harbor reaches this server at, for `acceld harbor setup`."""
     max_body_bytes: int = 1 << 20
+    given: bool = False
+    """Whether the file has a `server:` section: it is meant to take Harbor's webhooks."""
 
 
 @dataclass(frozen=True)
@@ -298,13 +300,23 @@ def _harbor_source(fields: Fields, env: Mapping[str, str], base: Path) -> Harbor
 
 
 def _registry_source(fields: Fields, env: Mapping[str, str], base: Path) -> RegistrySettings:
-    host = _source_url(fields)
-    if not _REGISTRY_HOST.match(host):
-        raise FieldError(fields.where("url"), f'expected HOST[:PORT] of the registry, got "{host}"')
+    url = _source_url(fields)
+    scheme, _, host = url.rpartition("://")
+    if scheme not in ("", "http", "https") or not _REGISTRY_HOST.match(host):
+        raise FieldError(
+            fields.where("url"),
+            f"expected HOST[:PORT], http://HOST[:PORT] or https://HOST[:PORT] of the registry, "
+            f'got "{url}"',
+        )
+    plain_http = fields.boolean("plain_http", scheme == "http")
+    if scheme and plain_http != (scheme == "http"):
+        raise FieldError(
+            fields.where("plain_http"), f"is {str(plain_http).lower()} but url is {scheme}://"
+        )
     username = fields.string("username", "")
     password = read_secret(fields, "password", env, base)
     docker_config = fields.string("docker_config", "")
-    tls = _tls(fields, base, plain_http=fields.boolean("plain_http", False))
+    tls = _tls(fields, base, plain_http=plain_http)
     if tls.plain_http:
         _warn_plain_http(fields.where("plain_http"), host.rpartition(":")[0] or host)
     if docker_config and (username or password):
@@ -392,6 +404,7 @@ def _server(fields: Fields, env: Mapping[str, str], base: Path) -> ServerConfig:
         tls_key=base / key if key else None,
         external_url=external_url.rstrip("/"),
         max_body_bytes=fields.size("max_body_bytes", ServerConfig.max_body_bytes),
+        given=bool(fields.keys()),
     )
     if server.max_body_bytes <= 0:
         raise FieldError(fields.where("max_body_bytes"), "must be larger than 0")

@@ -1,11 +1,15 @@
 """Secrets named in the config: read from a file, an environment variable or a systemd credential.
 
 A secret is never written inline in the config file, so the file can be shown, diffed and
-committed. `<name>_file: PATH`, `<name>_env: VARIABLE` or `<name>_credential: NAME` (read from
-`$CREDENTIALS_DIRECTORY/NAME`, which systemd fills from `LoadCredential=`) say where it is;
-exactly one of them. Errors name the key and where the secret was looked for, never its value.
-Every secret read is registered with the log redactor at once, and a secret file that its
-group or other users may read is reported with a warning.
+committed. `<name>_file: PATH`, `<name>_env: VARIABLE` or `<name>_credential: NAME` say where
+it is; exactly one of them. A credential is read from `--credentials-dir` (which sets
+`$ACCELD_CREDENTIALS_DIR`), else from `$CREDENTIALS_DIRECTORY/NAME` (systemd fills it from
+`LoadCredential=`), else from `/etc/credstore`, where systemd itself looks: there as `NAME` or
+as `acceld.NAME`, the file the shipped unit loads. So an admin shell runs `check`, `plan` or
+`harbor setup` with the daemon's credentials and no systemd around it. Errors name the key
+and where the secret was looked for, never its value. Every secret read is registered with
+the log redactor at once, and a secret file that its group or other users may read is
+reported with a warning.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from reconciler.observability.logs import register_secret
 log = logging.getLogger(__name__)
 
 CREDENTIALS_DIRECTORY = "CREDENTIALS_DIRECTORY"
+ACCELD_CREDENTIALS_DIR = "ACCELD_CREDENTIALS_DIR"
+CREDSTORE = Path("/etc/credstore")
+CREDSTORE_PREFIX = "acceld."
+"""The shipped unit loads credential NAME from `/etc/credstore/acceld.NAME`."""
 _SOURCES = ("file", "env", "credential")
 
 
@@ -70,16 +78,9 @@ def read_secret(fields: Fields, name: str, env: Mapping[str, str], base_dir: Pat
         register_secret(secret)
         return Secret(secret, f"env {value}")
     if source == "credential":
-        directory = env.get(CREDENTIALS_DIRECTORY, "")
-        if not directory:
-            raise FieldError(
-                where,
-                f"{CREDENTIALS_DIRECTORY} is not set (systemd sets it for a unit with "
-                "LoadCredential=)",
-            )
         if "/" in value or value in (".", ".."):
             raise FieldError(where, f'expected a credential name, got "{value}"')
-        path = Path(directory) / value
+        path = credential_path(value, env, where)
     else:
         path = base_dir / value
     try:
@@ -89,6 +90,25 @@ def read_secret(fields: Fields, name: str, env: Mapping[str, str], base_dir: Pat
     register_secret(secret)
     warn_if_readable_by_others(path, where)
     return Secret(secret, f"file {path}")
+
+
+def credential_path(name: str, env: Mapping[str, str], where: str) -> Path:
+    """Where the credential `name` is read from (see the module docstring for the order)."""
+    chosen = env.get(ACCELD_CREDENTIALS_DIR, "")
+    systemd = env.get(CREDENTIALS_DIRECTORY, "")
+    if systemd and not chosen:
+        return Path(systemd) / name
+    directory = Path(chosen) if chosen else CREDSTORE
+    candidates = (directory / name, directory / f"{CREDSTORE_PREFIX}{name}")
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    hint = "" if chosen else f"{CREDENTIALS_DIRECTORY} is not set and "
+    raise FieldError(
+        where,
+        f"credential {name} not found: {hint}neither {candidates[0]} nor {candidates[1]} "
+        "exists (run under systemd with LoadCredential=, or pass --credentials-dir DIR)",
+    )
 
 
 def warn_if_readable_by_others(path: Path, where: str) -> None:

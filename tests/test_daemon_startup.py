@@ -30,7 +30,7 @@ def test_broken_config_is_one_error_line_naming_file_and_field(tmp_path: Path) -
     config = config_for(tmp_path, "127.0.0.1:9")
     edit_config(config, workers=0)
     done = acceld("serve", "--config", str(config), env=SECRETS_ENV, timeout=60)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert done.stdout == ""
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"acceld: error: {config}: workers")

@@ -175,7 +175,8 @@ def test_unknown_project_is_refused_before_any_change(
         cli, ["harbor", "setup", "--config", str(config), "--project", "apps", "--project", "nope"]
     )
     assert result.exit_code != 0
-    assert "project 'nope' is not among the projects" in str(result.exception)
+    assert "project nope is not among the projects admin on http" in str(result.exception)
+    assert "HarborClient(" not in str(result.exception)
     assert stored_policies(harbor, "apps") == []
 
 

@@ -14,7 +14,7 @@ import click
 
 from converters.estargz import EstargzOptions, check_min_chunk_size
 from converters.nydus import NydusOptions
-from harbor_api.credentials import resolve_credentials
+from harbor_api.credentials import Credentials, resolve_credentials
 from harbor_api.errors import InvalidReference
 from harbor_api.oci import Platform
 from harbor_api.reference import Reference
@@ -29,6 +29,9 @@ from policies.model import (
     LayerOptions,
 )
 from policies.quantities import parse_size
+from reconciler.commands.config_option import config_option
+from reconciler.commands.wording import human_size
+from reconciler.config import load_config
 from reconciler.conversion.image_conversion import (
     ConversionOptions,
     ConversionResult,
@@ -103,6 +106,12 @@ def _reference(_: click.Context, __: click.Parameter, value: str) -> Reference:
 @click.option("--plain-http", is_flag=True, help="Talk HTTP, not HTTPS, to the registry.")
 @click.option("--insecure", is_flag=True, help="Do not verify the registry's TLS certificate.")
 @click.option(
+    "--ca-bundle",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM file of the CA certificates that sign the registry's certificate.",
+)
+@config_option
+@click.option(
     "--work-dir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Where layers are spooled while converting (default: a temporary directory).",
@@ -126,25 +135,30 @@ def convert_command(
     min_chunk_size: int,
     plain_http: bool,
     insecure: bool,
+    ca_bundle: Path | None,
+    config_file: Path | None,
     work_dir: Path | None,
     state_dir: Path | None,
     output: str,
 ) -> None:
     """Convert the image REF (HOST/REPOSITORY:TAG or @DIGEST) and push it as its referrer.
 
-    Registry credentials come from ACCELD_REGISTRY_USERNAME with ACCELD_REGISTRY_PASSWORD(_FILE),
-    else from the Docker config.json.
+    With --config, the credentials and TLS settings of the config's source are used (REF must
+    be on that registry). Otherwise credentials come from ACCELD_REGISTRY_USERNAME with
+    ACCELD_REGISTRY_PASSWORD(_FILE), else from the Docker config.json.
     """
     options = ConversionOptions(
         tag_suffix=DEFAULT_TAG_SUFFIX[Format(format_)] if tag_suffix is None else tag_suffix,
         platforms=platforms,
         layer=_layer_options(Format(format_), min_chunk_size),
     )
-    registry = RegistryClient(
-        ref.registry,
-        credentials=resolve_credentials(ref.registry),
-        tls=TlsOptions(plain_http=plain_http, insecure=insecure),
+    credentials, tls = _registry_access(ref, config_file)
+    tls = TlsOptions(
+        plain_http=plain_http or tls.plain_http,
+        insecure=insecure or tls.insecure,
+        ca_bundle=str(ca_bundle) if ca_bundle is not None else tls.ca_bundle,
     )
+    registry = RegistryClient(ref.registry, credentials=credentials, tls=tls)
     progress = TerminalProgress(sys.stderr) if sys.stderr.isatty() else None
     with _layer_cache(state_dir) as layer_cache, _work_dir(work_dir) as work:
         try:
@@ -166,6 +180,22 @@ def convert_command(
         click.echo(json.dumps(result_json(ref, result), indent=2))
     else:
         click.echo(result_text(ref, result))
+
+
+def _registry_access(
+    ref: Reference, config_file: Path | None
+) -> tuple[Credentials | None, TlsOptions]:
+    """The credentials and TLS options for REF's registry: the config's source's, else the
+    environment's or the Docker config's with default TLS."""
+    if config_file is None:
+        return resolve_credentials(ref.registry), TlsOptions()
+    source = load_config(config_file).source
+    if source.registry_host != ref.registry:
+        raise click.UsageError(
+            f"{ref.registry} is not the registry of the config's source "
+            f"({source.registry_host}); drop --config to use other credentials"
+        )
+    return source.credentials, source.tls
 
 
 @contextmanager
@@ -199,7 +229,7 @@ class TerminalProgress:
         where = f"{event.platform} " if event.platform else ""
         line = (
             f"{where}layer {event.index + 1}/{event.count} {event.source_digest[:19]} "
-            f"({_size(event.source_size)}): {event.stage}"
+            f"({human_size(event.source_size)}): {event.stage}"
         )
         self.stream.write("\r" + line.ljust(self.width))
         self.stream.flush()
@@ -266,23 +296,13 @@ def result_text(ref: Reference, result: ConversionResult) -> str:
         for layer in manifest.layers:
             how = "cached" if layer.cached else f"{layer.seconds:.2f}s"
             lines.append(
-                f"    {layer.source.digest[:19]} {_size(layer.source.size):>9} -> "
-                f"{layer.converted.digest[:19]} {_size(layer.converted.size):>9}  {how}"
+                f"    {layer.source.digest[:19]} {human_size(layer.source.size):>9} -> "
+                f"{layer.converted.digest[:19]} {human_size(layer.converted.size):>9}  {how}"
             )
     lines.append(
         f"{'pushed' if result.pushed else 'already present, nothing pushed'}; "
-        f"downloaded {_size(result.bytes_downloaded)}, uploaded {_size(result.bytes_uploaded)} "
+        f"downloaded {human_size(result.bytes_downloaded)}, "
+        f"uploaded {human_size(result.bytes_uploaded)} "
         f"in {result.seconds:.2f}s"
     )
     return "\n".join(lines)
-
-
-def _size(count: int) -> str:
-    if count < 1024:
-        return f"{count} B"
-    value = count / 1024
-    for unit in ("KiB", "MiB"):
-        if value < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"

@@ -110,28 +110,30 @@ def describe_change(change: Change, dry_run: bool) -> str:
     where = f"{target.address} ({target.payload_format})"
     if change.action == "create":
         verb = "would create" if dry_run else "created"
-        return f"project {change.project}: {verb} webhook policy {WEBHOOK_NAME!r} -> {where}"
+        return f"project {change.project}: {verb} webhook policy '{WEBHOOK_NAME}' -> {where}"
     if change.action == "update":
         verb = "would update" if dry_run else "updated"
         fields = ", ".join(change.changed)
-        return f"project {change.project}: {verb} webhook policy {WEBHOOK_NAME!r} ({fields})"
-    return f"project {change.project}: webhook policy {WEBHOOK_NAME!r} is up to date"
+        return f"project {change.project}: {verb} webhook policy '{WEBHOOK_NAME}' ({fields})"
+    return f"project {change.project}: webhook policy '{WEBHOOK_NAME}' is up to date"
 
 
 def _target_projects(config: Config, client: HarborClient, asked: Sequence[str]) -> list[str]:
     visible = [project.name for project in client.projects()]
+    assert isinstance(config.source, HarborSettings)
+    who = f"{config.source.credentials.username} on {config.source.url}"
     if not asked:
         projects = covered_projects(config.policies, visible)
         if not projects:
             raise SetupError(
-                f"no Harbor project visible to {client!r} is covered by an enabled policy "
+                f"no Harbor project visible to {who} is covered by an enabled policy "
                 f"in {config.path}; name projects with --project"
             )
         return projects
     unknown = [name for name in asked if name not in visible]
     if unknown:
         raise SetupError(
-            f"project {unknown[0]!r} is not among the projects {client!r} can push to: it "
+            f"project {unknown[0]} is not among the projects {who} can push to: it "
             f"does not exist, is a proxy-cache project, or the robot has no access to it"
         )
     return sorted(set(asked))

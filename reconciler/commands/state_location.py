@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import click
 
-from reconciler.commands.config_option import config_option
+from reconciler.commands.config_option import config_file_option
 from reconciler.config import load_state_dir
 from reconciler.state.clock import SystemClock
 from reconciler.state.sqlite_database import state_db_path
@@ -25,7 +25,7 @@ def state_location_options(command: F) -> F:
         type=click.Path(file_okay=False, path_type=Path),
         help="The daemon's state directory (default: state_dir of the config).",
     )(command)
-    return config_option(command)
+    return config_file_option(command)
 
 
 def existing_state_store(config_file: Path | None, state_dir: Path | None) -> StateStore:

@@ -144,7 +144,7 @@ class Reconciler:
                 return Outcome("wait", "younger than min_age", (due - moment).total_seconds())
             return Outcome("unwanted", f"no enabled policy wants {key.format} for it")
         if key.format in self.referrer_formats.observed(key.repository, key.digest):
-            return Outcome("present", f"a {key.format} referrer exists")
+            return Outcome("present", f"a referrer in {key.format} exists")
         result = self._convert(key, want)
         self.referrer_formats.remember(result.converted.digest, key.format)
         for manifest in result.manifests:

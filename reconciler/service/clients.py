@@ -4,22 +4,30 @@ from __future__ import annotations
 
 from harbor_api.harbor import HarborClient
 from harbor_api.registry import RegistryClient
-from harbor_api.transport import RequestObserver
+from harbor_api.transport import RequestObserver, RetryPolicy
 from reconciler.config import HarborSettings, RegistrySettings
 from reconciler.controller.sources import HarborSource, RegistrySource, Source
 from reconciler.observability.metrics import Metrics
 
 
 def harbor_client(
-    settings: HarborSettings, observer: RequestObserver | None = None
+    settings: HarborSettings,
+    observer: RequestObserver | None = None,
+    retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen value)
 ) -> HarborClient:
     return HarborClient(
-        settings.url, credentials=settings.credentials, tls=settings.tls, observer=observer
+        settings.url,
+        credentials=settings.credentials,
+        tls=settings.tls,
+        observer=observer,
+        retry=retry,
     )
 
 
 def registry_client(
-    settings: HarborSettings | RegistrySettings, observer: RequestObserver | None = None
+    settings: HarborSettings | RegistrySettings,
+    observer: RequestObserver | None = None,
+    retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen value)
 ) -> RegistryClient:
     """The OCI client of the source: Harbor's own `/v2/`, or the plain registry."""
     return RegistryClient(
@@ -27,6 +35,7 @@ def registry_client(
         credentials=settings.credentials,
         tls=settings.tls,
         observer=observer,
+        retry=retry,
     )
 
 
