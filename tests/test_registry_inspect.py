@@ -96,7 +96,7 @@ def test_index_table_lists_platforms(registry: RunningRegistry) -> None:
         f"{registry.host}/inspect/multi@{index.digest}",
         "--plain-http",
         "--output",
-        "table",
+        "text",
     )
     assert result.returncode == 0, result.stderr
     assert f"Digest:      {index.digest}" in result.stdout

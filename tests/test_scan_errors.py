@@ -87,7 +87,7 @@ def test_plan_scans_past_a_404_tag_list_and_a_sha512_manifest_and_reports_both(
     assert "404" in reasons
     assert "sha256" in reasons
 
-    table = acceld("plan", "--config", str(config), "--output", "table")
+    table = acceld("plan", "--config", str(config), "--output", "text")
     assert table.returncode == 0, table.stderr
     assert "SKIPPED repository sc/b-interrupted" in table.stdout
     assert "Traceback" not in table.stderr

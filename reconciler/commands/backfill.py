@@ -18,6 +18,7 @@ import click
 
 from harbor_api.errors import AcceldError
 from reconciler.commands.config_option import config_option
+from reconciler.commands.output_option import chosen_output, output_option
 from reconciler.commands.plan import plan_json, plan_table
 from reconciler.commands.scan_errors import scan_errors_json, scan_errors_text
 from reconciler.config import ConfigError, load_config
@@ -97,12 +98,7 @@ def summary_text(summary: BackfillSummary) -> str:
     show_default=True,
     help="Give up on a key (it stays queued) after this many failed attempts.",
 )
-@click.option(
-    "--output",
-    type=click.Choice(["json", "text"]),
-    default=None,
-    help="Summary format (default: text on a terminal, JSON otherwise).",
-)
+@output_option()
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text")
 def backfill_command(
     config_file: Path | None,
@@ -122,7 +118,7 @@ def backfill_command(
     except (ConfigError, ValueError) as exc:
         click.echo(f"acceld: error: {exc}", err=True)
         sys.exit(2)
-    fmt = output or ("text" if sys.stdout.isatty() else "json")
+    fmt = chosen_output(output)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -30,6 +30,7 @@ from policies.model import (
 )
 from policies.quantities import parse_size
 from reconciler.commands.config_option import config_option
+from reconciler.commands.output_option import output_option
 from reconciler.commands.wording import human_size
 from reconciler.config import load_config
 from reconciler.conversion.image_conversion import (
@@ -121,12 +122,7 @@ def _reference(_: click.Context, __: click.Parameter, value: str) -> Reference:
     type=click.Path(file_okay=False, path_type=Path),
     help="State directory whose layer cache to use and fill (default: no cache kept).",
 )
-@click.option(
-    "--output",
-    type=click.Choice(("text", "json")),
-    default="text",
-    show_default=True,
-)
+@output_option(default="text")
 def convert_command(
     ref: Reference,
     format_: str,

@@ -18,6 +18,7 @@ from harbor_api.oci import IMAGE_CONFIG_TYPES, Descriptor, Index, Manifest
 from harbor_api.reference import Reference
 from harbor_api.registry import FetchedManifest, RegistryClient
 from harbor_api.transport import RetryPolicy, TlsOptions
+from reconciler.commands.output_option import chosen_output, output_option
 from reconciler.observability.logs import configure_logging
 
 MAX_CONFIG_BYTES = 4 << 20
@@ -139,11 +140,7 @@ def inspection_table(found: Inspection) -> str:
 @click.option("--plain-http", is_flag=True, help="Talk HTTP, not HTTPS, to the registry.")
 @click.option("--insecure", is_flag=True, help="Do not verify the registry's TLS certificate.")
 @click.option("--ca-bundle", metavar="FILE", help="CA certificates to verify the registry with.")
-@click.option(
-    "--output",
-    type=click.Choice(("json", "table")),
-    help="Output format (default: table on a terminal, else json).",
-)
+@output_option()
 def inspect_command(
     ref: str, plain_http: bool, insecure: bool, ca_bundle: str | None, output: str | None
 ) -> None:
@@ -164,7 +161,7 @@ def inspect_command(
         retry=INTERACTIVE_RETRY,
     ) as registry:
         found = inspect_reference(registry, reference)
-    if (output or ("table" if sys.stdout.isatty() else "json")) == "json":
+    if chosen_output(output) == "json":
         click.echo(json.dumps(found.to_json(), indent=2))
     else:
         click.echo(inspection_table(found))

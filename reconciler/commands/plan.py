@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import click
 
 from policies.model import Policy
 from reconciler.commands.config_option import config_option
+from reconciler.commands.output_option import chosen_output, output_option
 from reconciler.commands.scan_errors import scan_errors_json, scan_errors_text
 from reconciler.config import load_config
 from reconciler.controller.scan import FULL, ScanReport, scan
@@ -59,12 +59,7 @@ def plan_table(report: ScanReport, policies: tuple[Policy, ...]) -> str:
 @click.command("plan")
 @config_option
 @click.option("--policy", help="Only this policy.")
-@click.option(
-    "--output",
-    type=click.Choice(["json", "table"]),
-    default=None,
-    help="Default: a table on a terminal, JSON otherwise.",
-)
+@output_option()
 def plan_command(config_file: Path | None, policy: str | None, output: str | None) -> None:
     """Show what is missing per policy and format, without changing anything."""
     config = load_config(config_file)
@@ -78,7 +73,7 @@ def plan_command(config_file: Path | None, policy: str | None, output: str | Non
         report = scan(runtime.source, policies, runtime.referrer_formats, kind=FULL)
     finally:
         runtime.close()
-    if (output or ("table" if sys.stdout.isatty() else "json")) == "json":
+    if chosen_output(output) == "json":
         click.echo(json.dumps(plan_json(report, policies), indent=2))
     else:
         click.echo(plan_table(report, policies))

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from reconciler.commands.output_option import output_option
 from reconciler.commands.state_location import existing_state_store, state_location_options
 from reconciler.state.keys import Key
 from reconciler.state.store import (
@@ -202,7 +203,7 @@ def status_text(report: StatusReport, now: float) -> str:
 
 @click.command("status")
 @state_location_options
-@click.option("--output", type=click.Choice(("text", "json")), default="text", show_default=True)
+@output_option(default="text")
 def status_command(config_file: Path | None, state_dir: Path | None, output: str) -> None:
     """Show the work queue, keys in progress (who holds each, since when), failures,
     quarantined keys, the last scans and which process leads the scans."""
