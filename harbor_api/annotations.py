@@ -11,6 +11,9 @@ DRIVER_NAME = "io.goharbor.artifact.v1alpha1.acceleration.driver.name"
 DRIVER_VERSION = "io.goharbor.artifact.v1alpha1.acceleration.driver.version"
 SOURCE_DIGEST = "io.goharbor.artifact.v1alpha1.acceleration.source.digest"
 ACCELERATION_ANNOTATIONS = (SOURCE_DIGEST, DRIVER_NAME, DRIVER_VERSION)
+DRIVER_OPTIONS_DIGEST = "io.goharbor.artifact.v1alpha1.acceleration.driver.options.digest"
+"""acceld's own addition beside Harbor's keys: the digest of the format options that decide the
+converted bytes (`policies.outdated.options_digest`), so a policy change can be told apart."""
 
 STARGZ_TOC_DIGEST = "containerd.io/snapshot/stargz/toc.digest"
 STARGZ_UNCOMPRESSED_SIZE = "io.containers.estargz.uncompressed-size"

@@ -6,10 +6,12 @@ Pure functions; `RegistryClient` does the I/O. The rules are those of the OCI di
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Collection, Iterable
+from typing import Any
 
 from harbor_api.errors import InvalidManifest
-from harbor_api.oci import OCI_INDEX, Descriptor, Index, Manifest
+from harbor_api.oci import OCI_INDEX, Descriptor, Index, Manifest, canonical_json
 
 
 def referrer_descriptor(content: Manifest | Index, digest: str, size: int) -> Descriptor:
@@ -51,3 +53,25 @@ def filter_by_artifact_type(
 ) -> list[Descriptor]:
     """The descriptors of `artifact_type` (all of them when it is empty)."""
     return [d for d in descriptors if not artifact_type or d.artifact_type == artifact_type]
+
+
+def fallback_index_without(raw: bytes, digests: Collection[str]) -> bytes | None:
+    """The fallback index `raw` without the entries for `digests`; b"" when nothing is left,
+    None when none of them is listed.
+
+    Works on the JSON itself, so every other entry keeps each of its fields as written, even
+    fields this client does not model (another tool's entries are never changed).
+    """
+    try:
+        document: Any = json.loads(raw)
+    except ValueError:
+        raise InvalidManifest("the referrers fallback tag does not hold JSON") from None
+    entries = document.get("manifests") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise InvalidManifest("the referrers fallback tag does not hold an index")
+    kept = [e for e in entries if not (isinstance(e, dict) and e.get("digest") in digests)]
+    if len(kept) == len(entries):
+        return None
+    if not kept:
+        return b""
+    return canonical_json({**document, "manifests": kept})

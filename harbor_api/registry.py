@@ -8,7 +8,7 @@ the request; it never hands out a `requests.Response`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +44,7 @@ from harbor_api.origins import Origin, check_same_origin
 from harbor_api.reference import check_repository, check_tag
 from harbor_api.referrers import (
     fallback_index_with,
+    fallback_index_without,
     filter_by_artifact_type,
     referrer_descriptor,
     subject_of,
@@ -404,6 +405,37 @@ class RegistryClient:
         raise RegistryError(
             describe("PUT", self._manifest_url(repository, tag)),
             message=f"the referrers fallback index kept losing {descriptor.digest} "
+            f"after {FALLBACK_UPDATE_ROUNDS} updates (concurrent writers)",
+        )
+
+    def remove_from_fallback_index(
+        self, repository: str, subject_digest: str, digests: Collection[str]
+    ) -> bool:
+        """Take `digests` out of the fallback index of `subject_digest`; delete the tag when
+        nothing is left. False when there was nothing to take out (or no fallback tag).
+
+        Every other entry stays as it was written. Like `push_referrer`, it reads back what it
+        wrote, since a concurrent writer may have put the entries back or dropped others.
+        """
+        tag = fallback_tag(subject_digest)
+        changed = False
+        with self._fallback_lock:
+            for _ in range(FALLBACK_UPDATE_ROUNDS):
+                try:
+                    current = self.get_manifest(repository, tag)
+                except NotFound:
+                    return changed
+                updated = fallback_index_without(current.raw, digests)
+                if updated is None:
+                    return changed
+                if updated:
+                    self.put_manifest(repository, tag, updated)
+                else:
+                    self.delete_manifest(repository, current.digest)
+                changed = True
+        raise RegistryError(
+            describe("PUT", self._manifest_url(repository, tag)),
+            message=f"the referrers fallback index kept listing {', '.join(sorted(digests))} "
             f"after {FALLBACK_UPDATE_ROUNDS} updates (concurrent writers)",
         )
 

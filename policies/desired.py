@@ -22,7 +22,7 @@ from harbor_api.oci import (
     Platform,
 )
 from policies.match import matching_tags, policy_matches, policy_matches_platform
-from policies.model import FormatOptions, Policy
+from policies.model import FormatOptions, Policy, Reconvert
 
 HARBOR_IMAGE_TYPE = "IMAGE"
 
@@ -94,6 +94,8 @@ class FormatWanted:
     policies: tuple[str, ...]
     tags: tuple[str, ...]
     """Source tags that qualified under at least one of `policies` (suffixed on push)."""
+    reconvert: tuple[Reconvert, ...] = ()
+    """The `reconvert` rules of `policies`: a copy any of them finds outdated is replaced."""
 
 
 def why_not_an_original(original: Original) -> str | None:
@@ -161,10 +163,18 @@ def desired_formats(
         for fmt in policy.formats:
             before = wanted.get(fmt)
             if before is None:
-                wanted[fmt] = FormatWanted(fmt, policy.options(fmt), (policy.name,), tags)
+                wanted[fmt] = FormatWanted(
+                    fmt, policy.options(fmt), (policy.name,), tags, (policy.reconvert,)
+                )
                 continue
             merged = before.tags + tuple(t for t in tags if t not in before.tags)
-            wanted[fmt] = FormatWanted(fmt, before.options, (*before.policies, policy.name), merged)
+            wanted[fmt] = FormatWanted(
+                fmt,
+                before.options,
+                (*before.policies, policy.name),
+                merged,
+                (*before.reconvert, policy.reconvert),
+            )
     return wanted
 
 

@@ -32,6 +32,8 @@ from policies.model import (
     FormatOptions,
     LayerOptions,
     Policy,
+    Reconvert,
+    ReconvertMode,
 )
 
 # Policy names become metric label values and log fields.
@@ -93,9 +95,18 @@ def _parse_policy(item: object) -> Policy:
         formats=formats,
         format_options=_format_options(fields, formats),
         min_age=fields.duration("min_age", timedelta(0)),
+        reconvert=_reconvert(fields),
     )
     fields.done()
     return policy
+
+
+def _reconvert(fields: Fields) -> Reconvert:
+    text = fields.string("reconvert", str(ReconvertMode.NEVER))
+    try:
+        return Reconvert.parse(text)
+    except ValueError as exc:
+        raise FieldError(fields.where("reconvert"), str(exc)) from None
 
 
 def _non_empty(fields: Fields, key: str, default: tuple[Glob, ...]) -> tuple[Glob, ...]:

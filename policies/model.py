@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -45,6 +46,43 @@ LAYER_OPTIONS: Mapping[str, type[EstargzOptions] | type[NydusOptions]] = {
 """The converter options type of each supported format."""
 
 
+RELEASE = re.compile(r"^v?(\d+(?:\.\d+)*)")
+"""The numeric release at the start of a version (`0.3.1rc1`, `v1.2`)."""
+
+
+class ReconvertMode(enum.StrEnum):
+    NEVER = "never"
+    OPTIONS_CHANGED = "options-changed"
+    DRIVER_OLDER_THAN = "driver-older-than"
+
+
+@dataclass(frozen=True)
+class Reconvert:
+    """A policy's `reconvert` rule: `never`, `options-changed` or `driver-older-than V`."""
+
+    mode: ReconvertMode = ReconvertMode.NEVER
+    version: str = ""
+    """The version of `driver-older-than`: copies made by an older acceld are replaced."""
+
+    @classmethod
+    def parse(cls, text: str) -> Reconvert:
+        words = text.split()
+        modes = ", ".join(f'"{m}"' for m in ReconvertMode)
+        if not words or words[0] not in tuple(ReconvertMode):
+            raise ValueError(f'expected one of {modes} (with a version), got "{text}"')
+        mode = ReconvertMode(words[0])
+        if mode is ReconvertMode.DRIVER_OLDER_THAN:
+            if len(words) != 2 or not RELEASE.match(words[1]):
+                raise ValueError(f'expected "driver-older-than VERSION" (e.g. 0.2.0), got "{text}"')
+            return cls(mode, words[1])
+        if len(words) != 1:
+            raise ValueError(f'"{mode}" takes no argument, got "{text}"')
+        return cls(mode)
+
+    def __str__(self) -> str:
+        return f"{self.mode} {self.version}" if self.version else str(self.mode)
+
+
 @dataclass(frozen=True)
 class FormatOptions:
     """How one format is produced for the images a policy matches."""
@@ -77,6 +115,8 @@ class Policy:
         default_factory=lambda: {ESTARGZ: FormatOptions(DEFAULT_TAG_SUFFIX[ESTARGZ])}
     )
     min_age: timedelta = timedelta(0)
+    reconvert: Reconvert = field(default_factory=Reconvert)
+    """Which of the accelerated copies acceld made earlier to replace (default: none)."""
 
     def options(self, fmt: str) -> FormatOptions:
         return self.format_options[fmt]

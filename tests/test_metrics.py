@@ -149,6 +149,8 @@ def test_exposition_never_carries_repository_tag_or_digest_labels() -> None:
         "kind",
         "state",
         "direction",
+        "reason",
+        "table",
         "version",
         "le",
     }

@@ -14,12 +14,16 @@ import pytest
 import yaml
 
 from converters.errors import LayerRejected
+from converters.estargz import EstargzOptions
 from converters.limits import LayerLimits
 from harbor_api.annotations import SOURCE_DIGEST
 from harbor_api.errors import BlobUnknown, ServerError
 from harbor_api.oci import OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, Descriptor, Platform
+from harbor_api.version import ACCELD_VERSION
 from policies.desired import Original
 from policies.load import parse_policies
+from policies.outdated import Producer, options_digest
+from reconciler.controller.observed_formats import ReferrerCopy
 from reconciler.controller.reconcile import (
     NotVisibleYet,
     Outcome,
@@ -65,6 +69,8 @@ class FakeRegistry:
     listed_after_push: bool = True
     conversions: list[tuple[Key, ConversionOptions, tuple[str, ...]]] = field(default_factory=list)
     remembered: dict[str, str] = field(default_factory=dict)
+    copy_list: dict[tuple[str, str], list[ReferrerCopy]] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
 
     def describe(self, repository: str, digest: str) -> Original | None:
         return self.originals.get((repository, digest))
@@ -87,6 +93,7 @@ class FakeRegistry:
         source_tags: Sequence[str],
     ) -> ConversionResult:
         self.conversions.append((Key(repository, digest, format), options, tuple(source_tags)))
+        self.events.append("convert")
         if self.failure is not None:
             raise self.failure
         if self.listed_after_push:
@@ -106,6 +113,12 @@ class FakeRegistry:
     def referrer_digests(self, repository: str, digest: str) -> Iterable[str]:
         return self.referrers.get((repository, digest), [])
 
+    def copies(self, repository: str, digest: str, fmt: str) -> Sequence[ReferrerCopy]:
+        return self.copy_list.get((repository, digest), [])
+
+    def retire(self, repository: str, subject_digest: str, digest: str) -> None:
+        self.events.append(f"retire {digest}")
+
 
 POLICIES = """
 - name: web
@@ -116,6 +129,14 @@ POLICIES = """
   projects: [aged]
   formats: [estargz]
   min_age: 2h
+- name: renewed
+  projects: [renewed]
+  formats: [estargz]
+  reconvert: options-changed
+- name: upgraded
+  projects: [upgraded]
+  formats: [estargz]
+  reconvert: driver-older-than 0.5.0
 """
 
 
@@ -261,3 +282,90 @@ def test_a_layer_larger_than_the_whole_budget_is_terminal() -> None:
 
     assert is_terminal(raised.value)
     assert registry.conversions == []
+
+
+OLD = "sha256:" + "0" * 64
+WANTED_OPTIONS = options_digest("estargz", EstargzOptions())
+
+
+def _copy(version: str = ACCELD_VERSION, options: str = WANTED_OPTIONS) -> ReferrerCopy:
+    return ReferrerCopy(OLD, Producer("estargz", version, options))
+
+
+@dataclass(frozen=True)
+class ReplaceRow:
+    name: str
+    project: str
+    copies: tuple[ReferrerCopy, ...]
+    replaced: bool
+    reason: str = ""
+
+
+REPLACE_ROWS = [
+    ReplaceRow("reconvert never keeps old options", "web", (_copy(options="sha256:x"),), False),
+    ReplaceRow(
+        "options changed",
+        "renewed",
+        (_copy(options="sha256:x"),),
+        True,
+        "made with other format options",
+    ),
+    ReplaceRow("same options", "renewed", (_copy(version="0.0.1"),), False),
+    ReplaceRow("options unknown (older acceld)", "renewed", (_copy(options=""),), False),
+    ReplaceRow("made by another tool", "renewed", (ReferrerCopy(OLD, None),), False),
+    ReplaceRow("driver older", "upgraded", (_copy(version="0.4.9"),), True, "older than 0.5.0"),
+    ReplaceRow("driver as new", "upgraded", (_copy(version="0.5.0"),), False),
+    ReplaceRow("what this acceld makes is never outdated", "upgraded", (_copy(),), False),
+]
+
+
+@pytest.mark.parametrize("row", REPLACE_ROWS, ids=[row.name for row in REPLACE_ROWS])
+def test_outdated_copy_is_replaced_only_as_the_policy_says(row: ReplaceRow) -> None:
+    registry = FakeRegistry()
+    repository = f"{row.project}/app"
+    key = Key(repository, DIGEST, "estargz")
+    registry.originals[(repository, DIGEST)] = _original(repository=repository)
+    registry.formats[(repository, DIGEST)] = {"estargz"}
+    registry.copy_list[(repository, DIGEST)] = list(row.copies)
+
+    outcome = _reconciler(registry).reconcile(key)
+
+    if row.replaced:
+        assert outcome.kind == "replaced"
+        assert row.reason in outcome.reason
+        assert outcome.retired == (OLD,)
+        assert registry.events == ["convert", f"retire {OLD}"]
+    else:
+        assert outcome.kind == "present"
+        assert registry.events == []
+
+
+def test_the_old_copy_stays_while_the_new_one_is_not_listed() -> None:
+    registry = FakeRegistry(listed_after_push=False)
+    key = Key("renewed/app", DIGEST, "estargz")
+    registry.originals[("renewed/app", DIGEST)] = _original(repository="renewed/app")
+    registry.formats[("renewed/app", DIGEST)] = {"estargz"}
+    registry.copy_list[("renewed/app", DIGEST)] = [_copy(options="sha256:x")]
+
+    with pytest.raises(NotVisibleYet):
+        _reconciler(registry).reconcile(key)
+
+    assert registry.events == ["convert"]
+
+
+def test_a_replacement_cut_short_is_finished_without_retiring_the_new_copy() -> None:
+    registry = FakeRegistry()
+    key = Key("renewed/app", DIGEST, "estargz")
+    registry.originals[("renewed/app", DIGEST)] = _original(repository="renewed/app")
+    registry.formats[("renewed/app", DIGEST)] = {"estargz"}
+    registry.referrers[("renewed/app", DIGEST)] = [OLD, CONVERTED]
+    registry.copy_list[("renewed/app", DIGEST)] = [
+        _copy(options="sha256:x"),
+        ReferrerCopy(CONVERTED, Producer("estargz", ACCELD_VERSION, WANTED_OPTIONS)),
+    ]
+
+    outcome = _reconciler(registry).reconcile(key)
+
+    assert outcome.kind == "replaced"
+    assert outcome.retired == (OLD,)
+    assert registry.events == ["convert", f"retire {OLD}"]

@@ -157,6 +157,8 @@ class Controller:
         for manifest in conversion.manifests:
             for layer in manifest.layers:
                 self._metrics.layer_cache_lookup(fmt, hit=layer.cached)
+        for _ in outcome.retired:
+            self._metrics.replaced(fmt)
         self._metrics.conversion_finished(
             fmt,
             "success",

@@ -8,7 +8,8 @@ the manifest is read once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from harbor_api.errors import NotFound
 from harbor_api.harbor_models import Accessory
@@ -16,10 +17,19 @@ from harbor_api.oci import Index, Manifest
 from harbor_api.registry import RegistryClient
 from policies.model import NYDUS
 from policies.observed import classify_annotations, classify_index, classify_manifest
+from policies.outdated import Producer, producer_of
 from reconciler.state.store import MISSING, ClassificationCache
 
 # Harbor accessory types that are never accelerated images.
 _NOT_ACCELERATED_TYPES = frozenset({"signature.cosign", "signature.notation", "sbom.harbor"})
+
+
+@dataclass(frozen=True)
+class ReferrerCopy:
+    """A referrer of an original in one format, and what made it (None: not acceld)."""
+
+    digest: str
+    producer: Producer | None
 
 
 class ReferrerFormats:
@@ -51,6 +61,26 @@ class ReferrerFormats:
                 self._classifications.put(descriptor.digest, cheap)
                 found.add(cheap)
         return found
+
+    def copies(self, repository: str, digest: str, fmt: str) -> list[ReferrerCopy]:
+        """The referrers of `repository@digest` in `fmt`, with what made each.
+
+        A referrers list (the API, or the fallback index) carries each manifest's annotations,
+        so this costs one listing and no manifest read for a copy already classified.
+        """
+        return [
+            ReferrerCopy(descriptor.digest, producer_of(descriptor.annotations, digest))
+            for descriptor in self._registry.referrers(repository, digest)
+            if self._descriptor_format(repository, descriptor.digest, descriptor.annotations) == fmt
+        ]
+
+    def _descriptor_format(
+        self, repository: str, digest: str, annotations: Mapping[str, str]
+    ) -> str | None:
+        cached = self._classifications.get(digest)
+        if cached is not MISSING:
+            return cached
+        return classify_annotations(annotations) or self.classify(repository, digest)
 
     def classify(self, repository: str, digest: str) -> str | None:
         """The format of the manifest `digest`, cached for ever."""

@@ -18,8 +18,11 @@ from typing import Literal, Protocol
 from converters.limits import LayerLimits
 from harbor_api.errors import AcceldError, DigestMismatch, PermanentError, RegistryError
 from harbor_api.oci import Platform
+from harbor_api.version import ACCELD_VERSION
 from policies.desired import FormatWanted, Original, desired_formats, is_never_original, next_due
-from policies.model import Policy
+from policies.model import Policy, ReconvertMode
+from policies.outdated import Producer, first_outdated_reason, options_digest
+from reconciler.controller.observed_formats import ReferrerCopy
 from reconciler.conversion.disk_budget import DiskBudget, space_needed
 from reconciler.conversion.image_conversion import ConversionResult
 from reconciler.conversion.layer_conversion import ConversionOptions
@@ -37,11 +40,13 @@ class NotVisibleYet(AcceldError):
 class Outcome:
     """What a reconcile found or did. `requeue_after` is set for an expected wait."""
 
-    kind: Literal["converted", "present", "gone", "unwanted", "wait"]
+    kind: Literal["converted", "replaced", "present", "gone", "unwanted", "wait"]
     reason: str = ""
     requeue_after: float | None = None
     conversion: ConversionResult | None = None
-    """What was converted and pushed, when `kind` is `converted`."""
+    """What was converted and pushed, when `kind` is `converted` or `replaced`."""
+    retired: tuple[str, ...] = ()
+    """The outdated copies deleted once their replacement was listed (`replaced`)."""
 
 
 def is_terminal(error: BaseException) -> bool:
@@ -83,6 +88,9 @@ class ObservedFormats(Protocol):
     def remember(self, digest: str, format: str) -> None:
         """Record the format of a manifest acceld just pushed (no read needed later)."""
 
+    def copies(self, repository: str, digest: str, fmt: str) -> Sequence[ReferrerCopy]:
+        """The referrers of the original in `fmt`, with what made each."""
+
 
 class Images(Protocol):
     """The registry as the reconcile step needs it: convert, and see what was pushed."""
@@ -99,6 +107,9 @@ class Images(Protocol):
     ) -> ConversionResult: ...
 
     def referrer_digests(self, repository: str, digest: str) -> Iterable[str]: ...
+
+    def retire(self, repository: str, subject_digest: str, digest: str) -> None:
+        """Delete the copy `digest` of `subject_digest` and its fallback-index entry."""
 
 
 class Reconciler:
@@ -144,11 +155,60 @@ class Reconciler:
                 return Outcome("wait", "younger than min_age", (due - moment).total_seconds())
             return Outcome("unwanted", f"no enabled policy wants {key.format} for it")
         if key.format in self.referrer_formats.observed(key.repository, key.digest):
+            outdated = self._outdated(key, want)
+            if outdated:
+                return self._replace(key, want, outdated)
             return Outcome("present", f"a referrer in {key.format} exists")
         result = self._convert(key, want)
+        self._remember(key, result)
+        self._check_visible(key, result)
+        return Outcome("converted", "converted and pushed", conversion=result)
+
+    def _outdated(self, key: Key, want: FormatWanted) -> dict[str, str]:
+        """The copies of `key` some wanting policy's `reconvert` rule replaces, with why.
+
+        Nothing is read while every rule is `never`. Only copies acceld made can be outdated,
+        never what this acceld would make again (the rule might otherwise never be met).
+        """
+        if all(rule.mode is ReconvertMode.NEVER for rule in want.reconvert):
+            return {}
+        wanted = options_digest(key.format, want.options.layer)
+        outdated: dict[str, str] = {}
+        for copy in self.referrer_formats.copies(key.repository, key.digest, key.format):
+            reason = None
+            if copy.producer is not None and not _made_now(copy.producer, wanted):
+                reason = first_outdated_reason(want.reconvert, copy.producer, wanted)
+            if reason is not None:
+                outdated[copy.digest] = reason
+        return outdated
+
+    def _replace(self, key: Key, want: FormatWanted, outdated: dict[str, str]) -> Outcome:
+        """Push the new copy (tags moved to it), check it is listed, then delete the old:
+        the original has an accelerated copy at every moment. A replacement killed half way
+        is finished by the next reconcile, which finds the old copies still outdated."""
+        result = self._convert(key, want)
+        self._remember(key, result)
+        self._check_visible(key, result)
+        retired = tuple(d for d in outdated if d != result.converted.digest)
+        for digest in retired:
+            self.images.retire(key.repository, key.digest, digest)
+            log.info(
+                "replaced an outdated copy",
+                extra={
+                    "old": digest,
+                    "new": result.converted.digest,
+                    "reason": outdated[digest],
+                },
+            )
+        reason = "; ".join(dict.fromkeys(outdated.values()))
+        return Outcome("replaced", reason, conversion=result, retired=retired)
+
+    def _remember(self, key: Key, result: ConversionResult) -> None:
         self.referrer_formats.remember(result.converted.digest, key.format)
         for manifest in result.manifests:
             self.referrer_formats.remember(manifest.digest, key.format)
+
+    def _check_visible(self, key: Key, result: ConversionResult) -> None:
         if result.converted.digest not in set(
             self.images.referrer_digests(key.repository, key.digest)
         ):
@@ -156,7 +216,6 @@ class Reconciler:
                 f"{key.repository}@{result.converted.digest} was pushed but is not listed among "
                 f"the referrers of {key.digest} yet"
             )
-        return Outcome("converted", "converted and pushed", conversion=result)
 
     def _convert(self, key: Key, want: FormatWanted) -> ConversionResult:
         options = ConversionOptions(
@@ -167,3 +226,8 @@ class Reconciler:
         largest = self.images.largest_layer(key.repository, key.digest, options.platforms)
         with self.budget.reserve(space_needed(largest)):
             return self.images.convert(key.repository, key.digest, key.format, options, want.tags)
+
+
+def _made_now(producer: Producer, wanted_options: str) -> bool:
+    """Whether this acceld, with the wanted options, made the copy."""
+    return producer.driver_version == ACCELD_VERSION and producer.options_digest == wanted_options

@@ -8,6 +8,7 @@ same digests, and what the registry already has is not pushed again.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from converters.nydus import NydusOptions
-from harbor_api.annotations import DRIVER_NAME, DRIVER_VERSION, SOURCE_DIGEST
+from harbor_api.annotations import (
+    DRIVER_NAME,
+    DRIVER_OPTIONS_DIGEST,
+    DRIVER_VERSION,
+    SOURCE_DIGEST,
+)
+from harbor_api.errors import NotFound
 from harbor_api.oci import (
     IMAGE_CONFIG_TYPES,
     OCI_CONFIG,
@@ -32,6 +39,8 @@ from harbor_api.reference import is_valid_tag
 from harbor_api.registry import RegistryClient
 from harbor_api.version import ACCELD_VERSION
 from policies.desired import original_of, why_not_an_image, why_not_an_original
+from policies.model import LayerOptions
+from policies.outdated import options_digest
 from reconciler.conversion.config_rewrite import config_platform, rewrite_config
 from reconciler.conversion.errors import (
     InvalidTarget,
@@ -171,6 +180,14 @@ class RegistryImages:
     def referrer_digests(self, repository: str, digest: str) -> list[str]:
         return [d.digest for d in self.registry.referrers(repository, digest)]
 
+    def retire(self, repository: str, subject_digest: str, digest: str) -> None:
+        """Delete an outdated copy, then its fallback-index entry (none on a registry with the
+        referrers API). Its platform copies stay for `acceld prune`: another converted index
+        of the repository may list them too."""
+        with contextlib.suppress(NotFound):
+            self.registry.delete_manifest(repository, digest)
+        self.registry.remove_from_fallback_index(repository, subject_digest, (digest,))
+
 
 def target_tags(source_tags: Sequence[str], suffix: str) -> tuple[str, ...]:
     """`<tag><suffix>` for each source tag, refusing results that are not valid tags."""
@@ -231,7 +248,7 @@ def convert_image(
             ),
             media_type=OCI_INDEX,
             subject=original.without_platform(),
-            annotations=_annotations(content.annotations, format, original.digest),
+            annotations=_annotations(content.annotations, format, options.layer, original.digest),
         )
         pushed = _push(registry, repository, converted_content, original.digest, tags)
     else:
@@ -361,7 +378,9 @@ class _Context:
             layers=tuple(descriptors),
             media_type=OCI_MANIFEST,
             subject=original.without_platform(),
-            annotations=_annotations(manifest.annotations, self.format, original.digest),
+            annotations=_annotations(
+                manifest.annotations, self.format, self.options.layer, original.digest
+            ),
         )
         return _Single(platform, original, content, config_digest, uploaded, layers)
 
@@ -391,12 +410,16 @@ def _select_platforms(
     return candidates
 
 
-def _annotations(original: Mapping[str, str], format: str, source_digest: str) -> dict[str, str]:
-    """The original's annotations, with acceld's driver and source annotations over them."""
+def _annotations(
+    original: Mapping[str, str], format: str, options: LayerOptions, source_digest: str
+) -> dict[str, str]:
+    """The original's annotations, with acceld's driver and source annotations over them:
+    what made the copy (driver, version, options digest), so it can be found outdated."""
     return {
         **original,
         DRIVER_NAME: format,
         DRIVER_VERSION: ACCELD_VERSION,
+        DRIVER_OPTIONS_DIGEST: options_digest(format, options),
         SOURCE_DIGEST: source_digest,
     }
 

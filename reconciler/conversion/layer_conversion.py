@@ -9,9 +9,6 @@ cache, and removes the directory.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -35,6 +32,7 @@ from policies.model import (
     SUPPORTED_FORMATS,
     LayerOptions,
 )
+from policies.outdated import options_settings, settings_digest
 from reconciler.conversion.errors import NotAnImage, UnsupportedFormat, UnsupportedLayer
 from reconciler.conversion.layer_process import convert_layer_file
 from reconciler.state.store import CachedLayer, LayerCache
@@ -51,26 +49,16 @@ class ConversionOptions:
     layer: LayerOptions = field(default_factory=EstargzOptions)
 
 
-# Options that change speed or what is refused, never the bytes of a converted layer.
-# (A nydus `prefetch` list goes into the merged bootstrap only, not into any layer blob.)
-_NOT_IN_CACHE_KEY = frozenset({"workers", "limits", "prefetch"})
-
-
 def layer_cache_key(format: str, options: LayerOptions) -> str:
     """Identifies the output bytes `options` give for `format`, for the layer cache.
 
-    The acceld version is part of it: a new converter may write different bytes.
+    The acceld version is part of it: a new converter may write different bytes. A nydus
+    `prefetch` list is not: it goes into the merged bootstrap only, not into any layer blob.
     """
-    settings: dict[str, object] = {"acceld": ACCELD_VERSION, "format": format}
-    for option in dataclasses.fields(options):
-        if option.name not in _NOT_IN_CACHE_KEY:
-            value = getattr(options, option.name)
-            settings[option.name] = list(value) if isinstance(value, tuple) else value
-    if not settings.get("min_chunk_size"):
-        # Left out while unset, so layers cached before the option existed keep their keys.
-        settings.pop("min_chunk_size", None)
-    encoded = json.dumps(settings, sort_keys=True, separators=(",", ":")).encode()
-    return "sha256:" + hashlib.sha256(encoded).hexdigest()
+    settings = options_settings(format, options)
+    settings.pop("prefetch", None)
+    settings["acceld"] = ACCELD_VERSION
+    return settings_digest(settings)
 
 
 @dataclass(frozen=True)

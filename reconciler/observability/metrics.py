@@ -1,8 +1,9 @@
 """Every Prometheus metric acceld exports, owned by one `Metrics` object.
 
-Labels stay bounded (policy, format, result, endpoint, code, kind, state, direction): a
-repository, tag or digest never becomes a label value, those go in the logs. Every label value
-known at start is created up front so `rate()` and the alerts see a zero, not an absent series.
+Labels stay bounded (policy, format, result, endpoint, code, kind, state, direction, reason,
+table): a repository, tag or digest never becomes a label value, those go in the logs. Every
+label value known at start is created up front so `rate()` and the alerts see a zero, not an
+absent series.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from harbor_api.transport import RequestObserver
 from harbor_api.version import ACCELD_VERSION
+from policies.prune import REASONS as PRUNE_REASONS
 
 SCAN_KINDS = ("full", "incremental")
 SCAN_ERROR_KINDS = ("project", "repository", "image")
@@ -22,6 +24,8 @@ CONVERSION_RESULTS = ("success", "error", "terminal")
 BYTE_DIRECTIONS = ("read", "written")
 QUEUE_STATES = ("pending", "in_progress", "quarantined")
 WEBHOOK_RESULTS = ("accepted", "ignored", "unauthorized", "invalid", "unavailable")
+STATE_TABLES = ("layer_cache", "classification", "queue")
+"""The state tables retention trims."""
 
 # A layer conversion takes from about a second (a small layer) to an hour (many GB at level 9).
 CONVERSION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0)
@@ -132,6 +136,25 @@ class Metrics:
             buckets=SOURCE_REQUEST_BUCKETS,
             registry=collector,
         )
+        self.pruned_copies = Counter(
+            "acceld_pruned_copies",
+            "Accelerated copies prune deleted, by reason (orphan, unwanted, leftover; stale: "
+            "only a fallback-index entry was left).",
+            ["reason"],
+            registry=collector,
+        )
+        self.replaced_copies = Counter(
+            "acceld_replaced_copies",
+            "Outdated accelerated copies deleted after their replacement was pushed.",
+            ["format"],
+            registry=collector,
+        )
+        self.state_rows_trimmed = Counter(
+            "acceld_state_rows_trimmed",
+            "Rows the state retention deleted, by table.",
+            ["table"],
+            registry=collector,
+        )
         self.build_info = Info("acceld_build", "The acceld version running.", registry=collector)
         self.build_info.info({"version": ACCELD_VERSION})
         self._create_label_values(tuple(endpoints))
@@ -153,6 +176,12 @@ class Metrics:
             self.layer_cache_misses.labels(format=fmt)
         for state in QUEUE_STATES:
             self.queue_depth.labels(state=state)
+        for reason in PRUNE_REASONS:
+            self.pruned_copies.labels(reason=reason)
+        for fmt in self._formats:
+            self.replaced_copies.labels(format=fmt)
+        for table in STATE_TABLES:
+            self.state_rows_trimmed.labels(table=table)
         for result in WEBHOOK_RESULTS:
             self.webhook_requests.labels(result=result)
         for endpoint in endpoints:
@@ -215,6 +244,19 @@ class Metrics:
         self.queue_depth.labels(state="pending").set(pending)
         self.queue_depth.labels(state="in_progress").set(in_progress)
         self.queue_depth.labels(state="quarantined").set(quarantined)
+
+    def pruned(self, reason: str) -> None:
+        """Prune deleted one copy (or, `stale`, one fallback-index entry) for `reason`."""
+        self.pruned_copies.labels(reason=reason).inc()
+
+    def replaced(self, fmt: str) -> None:
+        """An outdated copy in `fmt` was deleted after its replacement was pushed."""
+        self.replaced_copies.labels(format=fmt).inc()
+
+    def trimmed(self, rows: Mapping[str, int]) -> None:
+        """The state retention deleted `rows[table]` rows of each table."""
+        for table, count in rows.items():
+            self.state_rows_trimmed.labels(table=table).inc(count)
 
     def queue_retried(self) -> None:
         self.queue_retries.inc()
