@@ -2,7 +2,10 @@
 
 The loop guard lives here too: our own pushes fire PUSH_ARTIFACT like any other, and so do
 signatures and SBOMs, so anything with a `subject`, anything carrying an acceleration
-annotation, and anything that is not an image is never an original.
+annotation, and anything that is not an image is never an original. Nor is an image whose own
+layers are already accelerated (eStargz or zstd:chunked layer annotations, a nydus bootstrap):
+another tool converted it and pushed it without a subject, and converting it again would only
+stack a second copy on it.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from harbor_api.oci import (
 )
 from policies.match import matching_tags, policy_matches, policy_matches_platform
 from policies.model import FormatOptions, Policy, Reconvert
+from policies.observed import classify_annotations, classify_manifest
 
 HARBOR_IMAGE_TYPE = "IMAGE"
 
@@ -48,6 +52,9 @@ class Original:
     harbor_type: str = ""
     layer_media_types: tuple[str, ...] = ()
     """Of a manifest's layers, when the manifest was read (a scan may not read it)."""
+    accelerated_as: str | None = None
+    """The accelerated format its own layers are in, when the manifest was read: an image
+    converted by another tool (ctr-remote, nerdctl, nydusify) and pushed without a subject."""
 
     @property
     def project(self) -> str:
@@ -68,8 +75,10 @@ def original_of(
     if isinstance(content, Manifest):
         artifact_type = content.effective_artifact_type
         layer_media_types = tuple(layer.media_type for layer in content.layers)
+        accelerated_as = classify_manifest(content)
     else:
         artifact_type, layer_media_types = content.artifact_type, ()
+        accelerated_as = classify_annotations(content.annotations)
     return Original(
         repository=repository,
         digest=digest,
@@ -82,6 +91,7 @@ def original_of(
         annotations=content.annotations,
         harbor_type=harbor_type,
         layer_media_types=layer_media_types,
+        accelerated_as=accelerated_as,
     )
 
 
@@ -106,6 +116,11 @@ def why_not_an_original(original: Original) -> str | None:
     for key in ACCELERATION_ANNOTATIONS:
         if key in original.annotations:
             return f"it carries the annotation {key} (an accelerated image)"
+    if original.accelerated_as is not None:
+        return (
+            f"it is already accelerated ({original.accelerated_as} layers, made by another tool "
+            "without a subject)"
+        )
     return None
 
 
@@ -142,6 +157,11 @@ def _applies(policy: Policy, original: Original) -> bool:
         and policy_matches(policy, original.repository, original.tags)
         and policy_matches_platform(policy, original.platform)
     )
+
+
+def matching_policies(policies: Iterable[Policy], original: Original) -> tuple[str, ...]:
+    """The enabled policies that cover `original`, whether or not their `min_age` has passed."""
+    return tuple(policy.name for policy in policies if _applies(policy, original))
 
 
 def desired_formats(

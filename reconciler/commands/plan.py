@@ -12,6 +12,7 @@ from policies.model import Policy
 from reconciler.commands.config_option import config_option
 from reconciler.commands.output_option import chosen_output, output_option
 from reconciler.commands.scan_errors import scan_errors_json, scan_errors_text
+from reconciler.commands.wording import plural
 from reconciler.config import load_config
 from reconciler.controller.scan import FULL, ScanReport, scan
 from reconciler.service.backfill import select_policies
@@ -35,15 +36,35 @@ def plan_json(report: ScanReport, policies: tuple[Policy, ...]) -> dict[str, Any
             }
             for item in plan.items
         ],
+        "matched": [{"policy": name, "images": count} for name, count in report.matched.items()],
+        "already_accelerated": [
+            {"repository": a.repository, "digest": a.digest, "format": a.format}
+            for a in report.accelerated
+        ],
         "scan_errors": scan_errors_json(report.errors),
     }
 
 
 def plan_table(report: ScanReport, policies: tuple[Policy, ...]) -> str:
     plan = report.plan
-    lines = [f"{'POLICY':<24} {'FORMAT':<14} MISSING"]
+    lines = [f"{'POLICY':<24} {'FORMAT':<14} {'MATCHED':>8} {'MISSING':>8}"]
     for (policy, fmt), count in plan.missing_by_policy_format(policies).items():
-        lines.append(f"{policy:<24} {fmt:<14} {count}")
+        matched = report.matched.get(policy, 0)
+        lines.append(f"{policy:<24} {fmt:<14} {matched:>8} {count:>8}")
+    unmatched = [name for name, count in report.matched.items() if count == 0]
+    if unmatched:
+        lines.append("")
+        lines += [
+            f"policy {name} matches no image: check its projects, repositories and tags"
+            for name in unmatched
+        ]
+    if report.accelerated:
+        lines.append("")
+        lines.append(
+            f"left alone, already accelerated by another tool (no subject): "
+            f"{plural(len(report.accelerated), 'image')}"
+        )
+        lines += [f"  {a.repository}@{a.digest} ({a.format})" for a in report.accelerated]
     if plan.items:
         lines.append("")
         lines.append(f"{'REPOSITORY':<40} {'FORMAT':<10} {'TAGS':<24} DIGEST")

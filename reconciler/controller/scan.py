@@ -14,14 +14,14 @@ whose manifest or referrers cannot be read (a sha512 layer digest) is logged, re
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import TypeVar
 
 from harbor_api.errors import AcceldError, RegistryError, Unauthorized
-from policies.desired import desired_formats
+from policies.desired import desired_formats, is_never_original, matching_policies
 from policies.diff import Plan, PlanItem, missing_formats, plan_items
 from policies.glob import any_match
 from policies.match import policy_matches_project
@@ -54,6 +54,16 @@ class ScanError:
 
 
 @dataclass(frozen=True)
+class AlreadyAccelerated:
+    """An image a policy covers whose own layers are accelerated already: converted by another
+    tool and pushed without a subject. It is left alone."""
+
+    repository: str
+    digest: str
+    format: str
+
+
+@dataclass(frozen=True)
 class ScanReport:
     kind: str
     plan: Plan
@@ -63,6 +73,9 @@ class ScanReport:
     started_at: float
     finished_at: float
     errors: tuple[ScanError, ...] = ()
+    matched: Mapping[str, int] = field(default_factory=dict)
+    """Enabled policy → originals it covers, converted or not (0: it matches nothing)."""
+    accelerated: tuple[AlreadyAccelerated, ...] = ()
 
 
 def _about_the_whole_source(error: AcceldError) -> bool:
@@ -121,6 +134,8 @@ def scan(
     started = clock.now()
     moment = datetime.fromtimestamp(started, UTC)
     items: list[PlanItem] = []
+    matched = dict.fromkeys((p.name for p in policies if p.enabled), 0)
+    accelerated: list[AlreadyAccelerated] = []
     skipped = _Skipped(kind)
     projects = repositories = candidates = 0
     for project in source.projects():
@@ -139,10 +154,15 @@ def scan(
                     skipped.add(IMAGE, f"{repository}:{candidate.reference}", candidate.error)
                     continue
                 try:
-                    found = _missing(policies, referrer_formats, candidate, moment)
+                    judged = _judge(policies, referrer_formats, candidate, moment)
                 except AcceldError as error:
                     skipped.add(IMAGE, f"{repository}@{candidate.original.digest}", error)
                     continue
+                if judged.accelerated is not None:
+                    accelerated.append(judged.accelerated)
+                for name in judged.policies:
+                    matched[name] = matched.get(name, 0) + 1
+                found = judged.missing
                 for item in found:
                     log.info(
                         "missing",
@@ -177,20 +197,49 @@ def scan(
         started,
         finished,
         tuple(skipped.errors),
+        matched,
+        tuple(accelerated),
     )
 
 
-def _missing(
+@dataclass(frozen=True)
+class _Judged:
+    """What a scan makes of one candidate."""
+
+    missing: tuple[PlanItem, ...] = ()
+    policies: tuple[str, ...] = ()
+    """The enabled policies that cover it, when it is an original."""
+    accelerated: AlreadyAccelerated | None = None
+
+
+def _judge(
     policies: Sequence[Policy],
     referrer_formats: ReferrerFormats,
     candidate: Candidate,
     moment: datetime,
-) -> tuple[PlanItem, ...]:
-    desired = desired_formats(policies, candidate.original, moment)
-    if not desired:
-        return ()
+) -> _Judged:
     original = candidate.original
+    covering = matching_policies(policies, original)
+    if not covering:
+        return _Judged()
+    if original.accelerated_as is not None:
+        made = AlreadyAccelerated(original.repository, original.digest, original.accelerated_as)
+        return _Judged(accelerated=made)
+    if is_never_original(original) is not None:
+        return _Judged()
+    desired = desired_formats(policies, original, moment)
+    if not desired:
+        return _Judged(policies=covering)
     observed = referrer_formats.observed(
         original.repository, original.digest, candidate.accessories
     )
-    return plan_items(original.repository, original.digest, missing_formats(desired, observed))
+    missing = missing_formats(desired, observed)
+    if missing and candidate.accessories is not None:
+        # Harbor's list does not show layers: read the manifest of an image that would be
+        # converted, once (its classification is cached for ever), to leave alone one that
+        # another tool accelerated already.
+        own = referrer_formats.classify(original.repository, original.digest)
+        if own is not None:
+            found = AlreadyAccelerated(original.repository, original.digest, own)
+            return _Judged(accelerated=found)
+    return _Judged(plan_items(original.repository, original.digest, missing), covering)
