@@ -69,3 +69,6 @@ cli.add_command(serve_command)
 from reconciler.commands.inspect import inspect_command  # noqa: E402
 
 cli.add_command(inspect_command)
+from reconciler.commands.prune import prune_command  # noqa: E402
+
+cli.add_command(prune_command)
