@@ -1,18 +1,22 @@
 """`acceld backfill`: one full scan, convert everything missing, a summary; the exit status
-says whether everything converged (0), something failed or was quarantined (1), or the
-command or config was wrong (2)."""
+says whether everything converged (0), something failed or was quarantined (1), the command or
+config was wrong (2), or it was interrupted (130: Ctrl-C or SIGTERM; the first lets the
+conversions in progress finish, a second aborts them; either way what is left stays queued and
+is listed, and no attempt is counted against a key for the interrupt)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TextIO
+from typing import TextIO, cast
 
 import click
 
@@ -21,7 +25,10 @@ from reconciler.commands.config_option import config_option
 from reconciler.commands.output_option import chosen_output, output_option
 from reconciler.commands.plan import plan_json, plan_table
 from reconciler.commands.scan_errors import scan_errors_json, scan_errors_text
+from reconciler.commands.status_line import StatusLine
+from reconciler.commands.wording import human_size, plural
 from reconciler.config import ConfigError, load_config
+from reconciler.exit_codes import FAILED, INTERRUPTED, OK, USAGE
 from reconciler.observability.logs import configure_logging
 from reconciler.service.backfill import (
     BackfillProgress,
@@ -30,30 +37,66 @@ from reconciler.service.backfill import (
     select_policies,
 )
 from reconciler.service.runtime import open_runtime
+from reconciler.state.keys import Key
 
 
-class _ProgressLine:
-    """One line on a terminal, redrawn: items and bytes."""
+class _Progress:
+    """Items and bytes on the terminal's status line, redrawn as keys settle."""
 
-    def __init__(self, stream: TextIO) -> None:
-        self._stream = stream
+    def __init__(self, line: StatusLine) -> None:
+        self._line = line
         self._started = time.monotonic()
-        self._lock = threading.Lock()
 
     def __call__(self, progress: BackfillProgress) -> None:
         seconds = time.monotonic() - self._started
-        text = (
-            f"\r[{progress.finished}/{progress.total}] failed={progress.failed} "
-            f"read={progress.bytes_read / 1e6:.1f} MB "
-            f"written={progress.bytes_written / 1e6:.1f} MB "
-            f"elapsed={seconds:.0f}s"
+        self._line.show(
+            f"[{progress.finished}/{progress.total}] failed: {progress.failed}, "
+            f"read {human_size(progress.bytes_read)}, "
+            f"written {human_size(progress.bytes_written)}, {seconds:.0f}s"
         )
-        with self._lock:
-            self._stream.write(text)
-            self._stream.flush()
 
-    def close(self) -> None:
-        self._stream.write("\n")
+
+class _Interrupts:
+    """SIGINT and SIGTERM: the first lets the conversions in hand finish, the second aborts.
+
+    The handlers only set events and write one line: they run in the main thread between two
+    bytecodes, and must not wait on a lock the interrupted code may hold.
+    """
+
+    def __init__(self, terminal: TextIO) -> None:
+        self.stop = threading.Event()
+        self.abort = threading.Event()
+        self._terminal = terminal
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if not self.stop.is_set():
+            self.stop.set()
+            self._say(
+                "interrupted: the conversions in progress finish, no new one starts "
+                "(Ctrl-C again to abort them)"
+            )
+        elif not self.abort.is_set():
+            self.abort.set()
+            self._say("aborting: the conversions in progress go back to the queue")
+
+    def _say(self, text: str) -> None:
+        self._terminal.write(f"acceld: {text}\n")
+        self._terminal.flush()
+
+
+def left_text(left: Sequence[Key]) -> list[str]:
+    """What an interrupted backfill leaves in the queue, one key a line."""
+    if not left:
+        return []
+    return [
+        f"{plural(len(left), 'key')} left in the queue, not converted yet (acceld backfill "
+        "again, or a running acceld serve, converts them):",
+        *(f"  {key}" for key in left),
+    ]
 
 
 def summary_json(summary: BackfillSummary) -> dict[str, object]:
@@ -66,6 +109,7 @@ def summary_json(summary: BackfillSummary) -> dict[str, object]:
         },
         "scan_errors": scan_errors_json(summary.scan.errors),
         "missing": len(summary.keys),
+        "left_in_queue": [str(key) for key in summary.left],
         "results": [
             {"key": str(r.key), "ok": r.ok, "detail": r.detail, "bytes_written": r.bytes_written}
             for r in summary.results
@@ -76,12 +120,15 @@ def summary_json(summary: BackfillSummary) -> dict[str, object]:
 def summary_text(summary: BackfillSummary) -> str:
     ok = sum(1 for r in summary.results if r.ok)
     lines = [
-        f"scanned {summary.scan.projects} projects, {summary.scan.repositories} repositories, "
-        f"{summary.scan.candidates} candidates; {len(summary.keys)} conversions missing",
+        f"scanned {plural(summary.scan.projects, 'project')}, "
+        f"{plural(summary.scan.repositories, 'repository')}, "
+        f"{plural(summary.scan.candidates, 'candidate')}; "
+        f"{plural(len(summary.keys), 'conversion')} missing",
         f"converged: {ok}, failed: {len(summary.failures)}",
     ]
     lines.extend(f"  FAILED {r.key}: {r.detail}" for r in summary.failures)
     lines.extend(scan_errors_text(summary.scan.errors))
+    lines.extend(left_text(summary.left))
     return "\n".join(lines)
 
 
@@ -111,22 +158,20 @@ def backfill_command(
     log_format: str,
 ) -> None:
     """Scan everything once and convert all that is missing."""
-    configure_logging("json" if log_format == "json" else "text", stream=sys.stderr)
+    terminal = StatusLine(sys.stderr) if sys.stderr.isatty() else None
+    # Log lines go through the status line on a terminal, so they scroll above it.
+    errors = cast(TextIO, terminal) if terminal is not None else sys.stderr
+    configure_logging("json" if log_format == "json" else "text", stream=errors)
     try:
         config = load_config(config_file)
         select_policies(config.policies, policy)
     except (ConfigError, ValueError) as exc:
         click.echo(f"acceld: error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(USAGE)
     fmt = chosen_output(output)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    progress = _ProgressLine(sys.stderr) if sys.stderr.isatty() else None
+    interrupts = _Interrupts(errors)
+    interrupts.install()
+    progress = _Progress(terminal) if terminal is not None else None
     runtime = open_runtime(config)
     try:
         summary = run_backfill(
@@ -137,15 +182,23 @@ def backfill_command(
             workers=workers,
             max_attempts=max_attempts,
             on_progress=progress,
-            stop=stop,
+            stop=interrupts.stop,
+            abort=interrupts.abort,
         )
     except AcceldError as exc:
         click.echo(f"acceld: error: {exc}", err=True)
-        sys.exit(1)
+        sys.exit(FAILED)
     finally:
-        runtime.close()
-        if progress is not None:
-            progress.close()
+        if terminal is not None:
+            terminal.done()
+    if interrupts.abort.is_set():
+        # Worker threads may still be inside a conversion whose key went back to the queue:
+        # leave without closing the store under them (the next start clears the work area).
+        click.echo(summary_json_or_text(summary, fmt))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(INTERRUPTED)
+    runtime.close()
     policies = select_policies(config.policies, policy)
     if dry_run:
         planned = dataclasses.replace(summary.scan, plan=summary.plan)
@@ -154,8 +207,13 @@ def backfill_command(
         else:
             click.echo(plan_table(planned, policies))
         return
+    click.echo(summary_json_or_text(summary, fmt))
+    if interrupts.stop.is_set():
+        sys.exit(INTERRUPTED)
+    sys.exit(OK if summary.converged else FAILED)
+
+
+def summary_json_or_text(summary: BackfillSummary, fmt: str) -> str:
     if fmt == "json":
-        click.echo(json.dumps(summary_json(summary), indent=2))
-    else:
-        click.echo(summary_text(summary))
-    sys.exit(0 if summary.converged else 1)
+        return json.dumps(summary_json(summary), indent=2)
+    return summary_text(summary)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from reconciler.commands.wording import plural
 from reconciler.controller.scan import ScanError
 
 
@@ -16,6 +17,6 @@ def scan_errors_text(errors: Sequence[ScanError]) -> list[str]:
     if not errors:
         return []
     return [
-        f"the scan skipped {len(errors)} part(s) it could not read:",
+        f"the scan skipped {plural(len(errors), 'part')} it could not read:",
         *(f"  SKIPPED {e.kind} {e.where}: {e.reason}" for e in errors),
     ]

@@ -1,4 +1,4 @@
-"""How numbers and names read in terminal output: plurals, articles and sizes in human units."""
+"""How numbers read in terminal output: counted nouns in the right number, sizes in human units."""
 
 from __future__ import annotations
 
@@ -12,11 +12,6 @@ def plural(count: int, noun: str) -> str:
     head, _, last = noun.rpartition(" ")
     many = _IRREGULAR.get(last, f"{last}s")
     return f"{count} {head + ' ' if head else ''}{many}"
-
-
-def with_article(word: str) -> str:
-    """`an eStargz`, `a nydus`, `an estargz`: by the sound of the first letter."""
-    return f"{'an' if word[:1].lower() in 'aeio' else 'a'} {word}"
 
 
 def human_size(count: float) -> str:

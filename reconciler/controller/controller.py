@@ -9,6 +9,7 @@ finish within a grace period and the leases still held are given back to the que
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -86,10 +87,13 @@ class Controller:
     def alive_count(self) -> int:
         return sum(thread.is_alive() for thread in self._threads)
 
-    def join(self) -> None:
-        """Until every worker has left its loop (finished, or stopped)."""
+    def join(self, timeout: float | None = None) -> bool:
+        """Until every worker has left its loop (finished, or stopped), or `timeout` seconds
+        have passed; whether they all have."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
-            thread.join()
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def stop(self, deadline: float) -> list[Lease]:
         """Stop taking keys, wait for running ones until `deadline` (monotonic), then give
@@ -110,6 +114,10 @@ class Controller:
         return unfinished
 
     def _loop(self) -> None:
+        # Ctrl-C on a terminal reaches the whole process group. Blocked here, SIGINT goes to the
+        # main thread only, and the converter children, which inherit this thread's mask, keep
+        # converting: the command decides whether the work in hand finishes.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         name = threading.current_thread().name
         while not self._stopping.is_set() and not self._finished():
             lease = self._queue.get(timeout=1.0)

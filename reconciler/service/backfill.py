@@ -3,6 +3,10 @@
 It shares the state directory with a running `acceld serve`: keys go through the same
 persistent queue, so a key the daemon is working on is not worked here too, and what the daemon
 finished counts as done.
+
+`stop` ends it gently: no new key is taken, the conversions in hand finish. `abort` ends it at
+once: the keys in hand go back to the queue as they were, with no attempt counted. Either way
+the keys not settled stay queued, and the summary names them.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class BackfillSummary:
     scan: ScanReport
     results: tuple[KeyResult, ...] = field(default=())
     dry_run: bool = False
+    left: tuple[Key, ...] = ()
+    """Keys of this backfill still queued when it ended (stopped or aborted early)."""
 
     @property
     def failures(self) -> tuple[KeyResult, ...]:
@@ -165,6 +171,7 @@ def run_backfill(
     max_attempts: int = 5,
     on_progress: Callable[[BackfillProgress], None] | None = None,
     stop: threading.Event | None = None,
+    abort: threading.Event | None = None,
 ) -> BackfillSummary:
     policies = select_policies(runtime.config.policies, policy)
     runtime.source.verify()
@@ -207,7 +214,11 @@ def run_backfill(
     queue.start()
     try:
         controller.start()
-        controller.join()
+        while not controller.join(timeout=0.2):
+            if abort is not None and abort.is_set():
+                break
     finally:
         controller.stop(time.monotonic())
-    return BackfillSummary(plan, report, tracker.results())
+    return BackfillSummary(
+        plan, report, tracker.results(), left=tuple(sorted(tracker.open_keys(), key=str))
+    )
