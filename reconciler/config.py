@@ -260,7 +260,7 @@ def _source_url(fields: Fields) -> str:
 
 def _warn_plain_http(where: str, host: str) -> None:
     """Credentials and webhooks cross the network in clear text unless the host is this one."""
-    if not _is_loopback(host):
+    if not is_loopback(host):
         log.warning(
             "plain http to a host that is not loopback: credentials and image content travel "
             "unencrypted",
@@ -268,7 +268,8 @@ def _warn_plain_http(where: str, host: str) -> None:
         )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only (localhost, 127.0.0.0/8, ::1)."""
     name = host.strip("[]").lower()
     if name == "localhost" or name.endswith(".localhost"):
         return True
