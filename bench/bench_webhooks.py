@@ -165,6 +165,7 @@ class Conversions:
                 with self._source.open("rb") as source:
                     convert_layer(source, io.BytesIO(), options, self._work_dir)
             else:
+                out.unlink(missing_ok=True)  # convert_layer_file creates it, refusing one there
                 convert_layer_file(
                     self._source, out, "estargz", options, self._work_dir, timeout=600
                 )

@@ -27,7 +27,7 @@ from converters.entry_order import (
     prioritize,
 )
 from converters.errors import LayerRejected
-from converters.estargz_blob import ConvertedLayer, SpilledEntry, write_blob
+from converters.estargz_blob import ConvertedLayer, SpilledEntry, SpillRoom, no_limit, write_blob
 from converters.estargz_reader_rules import check_final_order, check_header
 from converters.layer_source import LayerSource
 from converters.limits import LayerLimits
@@ -87,20 +87,27 @@ class EstargzOptions:
 
 
 def convert_layer(
-    source: BinaryIO, dest: BinaryIO, options: EstargzOptions, work_dir: Path
+    source: BinaryIO,
+    dest: BinaryIO,
+    options: EstargzOptions,
+    work_dir: Path,
+    spill_room: SpillRoom = no_limit,
 ) -> ConvertedLayer:
     """Write the eStargz form of the layer read from `source` to `dest`.
 
     Raises `LayerRejected` when the source is not a sound layer. Every check runs in the
-    first pass, so a rejected layer leaves `dest` untouched.
+    first pass, so a rejected layer leaves `dest` untouched. `spill_room` is called with the
+    size of every write to the spill file in `work_dir` before it is made (a disk budget
+    counts them); what it raises stops the conversion.
     """
     with tempfile.TemporaryFile(dir=work_dir, prefix="estargz-spill-") as spill:
-        entries = _spill_layer(source, spill, options)
+        entries = _spill_layer(source, _ClaimingSpill(spill, spill_room), options)
         spill.flush()
         return write_blob(
             entries,  # consumed, so entries are freed as they are written
             spill.fileno(),
             dest,
+            spill_room=spill_room,
             level=options.compression_level,
             workers=options.thread_count(),
             chunk_size=options.chunk_size,
@@ -108,7 +115,24 @@ def convert_layer(
         )
 
 
-def _spill_layer(source: BinaryIO, spill: BinaryIO, options: EstargzOptions) -> list[SpilledEntry]:
+class _ClaimingSpill:
+    """The spill file, each write claimed from `spill_room` first."""
+
+    def __init__(self, spill: BinaryIO, spill_room: SpillRoom) -> None:
+        self._spill = spill
+        self._room = spill_room
+
+    def write(self, data: bytes) -> int:
+        self._room(len(data))
+        return self._spill.write(data)
+
+    def tell(self) -> int:
+        return self._spill.tell()
+
+
+def _spill_layer(
+    source: BinaryIO, spill: _ClaimingSpill, options: EstargzOptions
+) -> list[SpilledEntry]:
     layer = LayerSource(source, options.limits, threads=1 if options.thread_count() > 1 else 0)
     try:
         entries = _read_entries(TarReader(layer, options.limits), spill)
@@ -122,7 +146,7 @@ def _spill_layer(source: BinaryIO, spill: BinaryIO, options: EstargzOptions) -> 
     return entries
 
 
-def _read_entries(reader: TarReader, spill: BinaryIO) -> list[SpilledEntry]:
+def _read_entries(reader: TarReader, spill: _ClaimingSpill) -> list[SpilledEntry]:
     entries: list[SpilledEntry] = []
     seen: set[bytes] = set()
     spilled = 0
@@ -159,7 +183,7 @@ def _check_symlinks(entries: list[SpilledEntry]) -> None:
 
 
 def _with_landmarks(
-    entries: list[SpilledEntry], prioritized: tuple[str, ...], spill: BinaryIO
+    entries: list[SpilledEntry], prioritized: tuple[str, ...], spill: _ClaimingSpill
 ) -> list[SpilledEntry]:
     front, rest = prioritize(entries, [name.encode("utf-8") for name in prioritized])
     landmark_offset = spill.tell()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -87,6 +87,14 @@ class SpilledEntry:
     key: bytes
     header: th.TarHeader
     spill_offset: int = 0
+
+
+SpillRoom = Callable[[int], object]
+"""Called with the size of a write to the spill file before it is made; raises to stop."""
+
+
+def no_limit(_: int) -> None:
+    return None
 
 
 class _HashingWriter:
@@ -251,10 +259,12 @@ def write_blob(
     workers: int,
     chunk_size: int,
     min_chunk_size: int = 0,
+    spill_room: SpillRoom = no_limit,
 ) -> ConvertedLayer:
     """Write `entries` (payloads read from `spill_fd`) to `dest` as an eStargz blob.
 
-    Consumes `entries`: the list is empty afterwards.
+    Consumes `entries`: the list is empty afterwards. The TOC JSON is spilled to the end of
+    `spill_fd`, each write claimed from `spill_room` first.
     """
     out = _HashingWriter(dest)
     members = MemberWriter(out, level, workers)
@@ -264,7 +274,7 @@ def write_blob(
     # Popping from a reversed list drops each entry once written: with many files the entry
     # metadata is the largest thing in memory, and the TOC still has to be built after it.
     entries.reverse()
-    toc_spill = _TocSpill(spill_fd)
+    toc_spill = _TocSpill(spill_fd, spill_room)
     try:
         while entries:
             _write_entry(entries.pop(), spill, state, owners, chunk_size)
@@ -303,8 +313,9 @@ class _TocSpill:
     is held back until another follows: only the last entry lacks the trailing comma.
     """
 
-    def __init__(self, spill_fd: int) -> None:
+    def __init__(self, spill_fd: int, spill_room: SpillRoom) -> None:
         self._fd = spill_fd
+        self._room = spill_room
         self._start = os.fstat(spill_fd).st_size
         self._digest = hashlib.sha256()
         self._size = 0
@@ -332,6 +343,7 @@ class _TocSpill:
         state.payloads.pop(index, None)
 
     def _write_at_end(self, data: bytes) -> None:
+        self._room(len(data))
         os.pwrite(self._fd, data, self._start + self._size)
         self._digest.update(data)
         self._size += len(data)

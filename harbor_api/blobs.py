@@ -11,7 +11,7 @@ import hashlib
 import io
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -20,11 +20,11 @@ import urllib3.exceptions
 
 from harbor_api.auth import RegistryAuth, pull_scope
 from harbor_api.errors import (
-    AcceldError,
     BlobUnknown,
     DigestMismatch,
     InvalidReference,
     NotFound,
+    PermanentError,
     Unreachable,
 )
 from harbor_api.oci import is_digest
@@ -36,8 +36,8 @@ log = logging.getLogger(__name__)
 READ_SIZE = 1 << 20
 
 
-class BlobTooLarge(AcceldError):
-    """A blob read into memory is larger than the caller allowed."""
+class BlobTooLarge(PermanentError):
+    """A blob read into memory is larger than the caller allowed: the same blob always is."""
 
 
 def check_digest_argument(digest: str) -> str:
@@ -183,10 +183,18 @@ class BlobReader:
         finally:
             stream.close()
 
-    def download(self, repository: str, digest: str, path: Path) -> int:
+    def download(
+        self,
+        repository: str,
+        digest: str,
+        path: Path,
+        claim: Callable[[int], object] | None = None,
+    ) -> int:
         """Write the blob to `path` (through a temporary file beside it); its size.
 
         A connection broken mid-way is picked up with a Range request from the bytes written.
+        `claim` is called with the size of each piece before it is written (a disk budget
+        counts them); what it raises stops the download.
         """
         what = describe("GET", self._url(repository, digest))
         partial = path.with_name(f".{path.name}.partial")
@@ -201,6 +209,8 @@ class BlobReader:
                                 out.truncate()
                                 hasher, written = hashlib.sha256(), 0
                             while chunk := read_body(response.raw, READ_SIZE, what):
+                                if claim is not None:
+                                    claim(len(chunk))
                                 out.write(chunk)
                                 hasher.update(chunk)
                                 written += len(chunk)

@@ -279,6 +279,8 @@ def _load(raw: bytes) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidManifest(f"manifest is not JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidManifest("manifest JSON is nested too deep to parse") from None
     if not isinstance(data, dict):
         raise InvalidManifest("manifest is not a JSON object")
     return data

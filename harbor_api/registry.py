@@ -8,7 +8,7 @@ the request; it never hands out a `requests.Response`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,8 +268,15 @@ class RegistryClient:
         """A stream of the blob from `start`; read from 0, its digest is checked at the end."""
         return self._reader.open(repository, digest, start)
 
-    def download_blob(self, repository: str, digest: str, path: Path) -> int:
-        return self._reader.download(repository, digest, path)
+    def download_blob(
+        self,
+        repository: str,
+        digest: str,
+        path: Path,
+        claim: Callable[[int], object] | None = None,
+    ) -> int:
+        """Write the blob to `path`, its digest checked; `claim` sees each piece's size first."""
+        return self._reader.download(repository, digest, path, claim)
 
     def upload_blob(self, repository: str, source: Path | bytes, digest: str, size: int) -> None:
         """Upload a blob: monolithic up to `monolithic_limit`, else resumable chunks."""

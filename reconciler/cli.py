@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -9,7 +10,9 @@ import click
 from harbor_api.errors import AcceldError
 from harbor_api.version import ACCELD_VERSION
 from reconciler.config import ConfigError
-from reconciler.exit_codes import INTERRUPTED, USAGE
+from reconciler.exit_codes import FAILED, INTERRUPTED, USAGE
+
+log = logging.getLogger(__name__)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,7 +23,8 @@ def cli() -> None:
 
 def main() -> None:
     """Console entry point: an expected failure is one line on stderr and an exit status
-    from `reconciler.exit_codes`."""
+    from `reconciler.exit_codes`; so is an unexpected one, its traceback logged at debug level
+    only."""
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Abort:
@@ -40,6 +44,14 @@ def main() -> None:
     except OSError as exc:
         click.echo(f"acceld: error: {exc}", err=True)
         sys.exit(1)
+    except Exception as exc:
+        log.debug("unexpected error", exc_info=True)
+        click.echo(
+            f"acceld: error: {type(exc).__name__}: {exc} (unexpected; the traceback is logged "
+            "at debug level)",
+            err=True,
+        )
+        sys.exit(FAILED)
 
 
 from reconciler.commands.convert import convert_command  # noqa: E402

@@ -64,11 +64,13 @@ def test_limits_travel_to_the_child(tmp_path: Path) -> None:
 
 
 def test_a_converter_that_dies_is_a_transient_error_naming_its_status(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.write_bytes(b"")
     with pytest.raises(ConverterCrashed, match="exited with status 1"):
         convert_layer_file(
-            tmp_path / "missing",
+            source,
             tmp_path / "out",
-            "estargz",
+            "no-such-format",
             EstargzOptions(),
             tmp_path,
             timeout=60,

@@ -31,7 +31,7 @@ from reconciler.controller.reconcile import (
     is_terminal,
     is_transient,
 )
-from reconciler.conversion.disk_budget import BudgetTooSmall, DiskBudget
+from reconciler.conversion.disk_budget import BudgetTooSmall, DiskBudget, Reservation
 from reconciler.conversion.image_conversion import ConversionResult
 from reconciler.conversion.layer_conversion import ConversionOptions
 from reconciler.state.keys import Key
@@ -91,6 +91,7 @@ class FakeRegistry:
         format: str,
         options: ConversionOptions,
         source_tags: Sequence[str],
+        room: Reservation,
     ) -> ConversionResult:
         self.conversions.append((Key(repository, digest, format), options, tuple(source_tags)))
         self.events.append("convert")

@@ -40,6 +40,7 @@ from reconciler.conversion.image_conversion import (
     convert_image,
 )
 from reconciler.state.clock import SystemClock
+from reconciler.state.private_dirs import private_directory
 from reconciler.state.sqlite_database import state_db_path
 from reconciler.state.sqlite_state import open_sqlite_state
 from reconciler.state.store import LayerCache
@@ -207,8 +208,7 @@ def _layer_cache(state_dir: Path | None) -> Iterator[LayerCache]:
 @contextmanager
 def _work_dir(work_dir: Path | None) -> Iterator[Path]:
     if work_dir is not None:
-        work_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        yield work_dir
+        yield private_directory(work_dir, "--work-dir")
         return
     with tempfile.TemporaryDirectory(prefix="acceld-convert-") as scratch:
         yield Path(scratch)

@@ -23,7 +23,7 @@ from policies.desired import FormatWanted, Original, desired_formats, is_never_o
 from policies.model import Policy, ReconvertMode
 from policies.outdated import Producer, first_outdated_reason, options_digest
 from reconciler.controller.observed_formats import ReferrerCopy
-from reconciler.conversion.disk_budget import DiskBudget, space_needed
+from reconciler.conversion.disk_budget import DiskBudget, Reservation, WorkDirBusy, space_needed
 from reconciler.conversion.image_conversion import ConversionResult
 from reconciler.conversion.layer_conversion import ConversionOptions
 from reconciler.conversion.layer_process import ConverterCrashed
@@ -57,7 +57,8 @@ def is_terminal(error: BaseException) -> bool:
 def is_transient(error: BaseException) -> bool:
     """Whether `error` is an expected failure that a later attempt may not meet."""
     return not is_terminal(error) and isinstance(
-        error, RegistryError | DigestMismatch | NotVisibleYet | ConverterCrashed | OSError
+        error,
+        RegistryError | DigestMismatch | NotVisibleYet | ConverterCrashed | WorkDirBusy | OSError,
     )
 
 
@@ -104,7 +105,9 @@ class Images(Protocol):
         format: str,
         options: ConversionOptions,
         source_tags: Sequence[str],
-    ) -> ConversionResult: ...
+        room: Reservation,
+    ) -> ConversionResult:
+        """Convert and push; every byte written to the work directory is claimed from `room`."""
 
     def referrer_digests(self, repository: str, digest: str) -> Iterable[str]: ...
 
@@ -117,7 +120,8 @@ class Reconciler:
 
     It holds no state of its own between calls: the original, the policies' wishes and the
     referrers are read afresh each time, so a duplicate or stale key costs one cheap look.
-    Conversions reserve room in the work directory's `budget` for their largest layer.
+    Conversions reserve room in the work directory's `budget` for their largest layer and
+    grow it by what they really write.
     """
 
     def __init__(
@@ -224,8 +228,10 @@ class Reconciler:
             layer=dataclasses.replace(want.options.layer, limits=self.limits),
         )
         largest = self.images.largest_layer(key.repository, key.digest, options.platforms)
-        with self.budget.reserve(space_needed(largest)):
-            return self.images.convert(key.repository, key.digest, key.format, options, want.tags)
+        with self.budget.reserve(space_needed(largest)) as room:
+            return self.images.convert(
+                key.repository, key.digest, key.format, options, want.tags, room
+            )
 
 
 def _made_now(producer: Producer, wanted_options: str) -> bool:

@@ -17,6 +17,7 @@ from harbor_api.oci import Platform, check_digest
 from reconciler.conversion.errors import InvalidImageConfig
 
 _LEGACY_PARENT_FIELDS = ("config", "container_config")
+_TOO_DEEP = "image config: JSON nested too deep to parse"
 
 
 def config_diff_ids(raw: bytes) -> tuple[str, ...]:
@@ -67,7 +68,10 @@ def rewrite_config(
         section = data.get(name)
         if isinstance(section, dict):
             section.pop("Image", None)
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise InvalidImageConfig(_TOO_DEEP) from None
 
 
 def _load(raw: bytes) -> dict[str, Any]:
@@ -75,6 +79,8 @@ def _load(raw: bytes) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidImageConfig(f"image config is not JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidImageConfig(_TOO_DEEP) from None
     if not isinstance(data, dict):
         raise InvalidImageConfig("image config: expected a JSON object")
     return data

@@ -42,6 +42,7 @@ from policies.desired import original_of, why_not_an_image, why_not_an_original
 from policies.model import LayerOptions
 from policies.outdated import options_digest
 from reconciler.conversion.config_rewrite import config_platform, rewrite_config
+from reconciler.conversion.disk_budget import Reservation, unbounded
 from reconciler.conversion.errors import (
     InvalidTarget,
     NoMatchingPlatform,
@@ -165,6 +166,7 @@ class RegistryImages:
         format: str,
         options: ConversionOptions,
         source_tags: Sequence[str],
+        room: Reservation | None = None,
     ) -> ConversionResult:
         return convert_image(
             self.registry,
@@ -175,6 +177,7 @@ class RegistryImages:
             work_dir=self.work_dir,
             layer_cache=self.layer_cache,
             source_tags=source_tags,
+            room=room,
         )
 
     def referrer_digests(self, repository: str, digest: str) -> list[str]:
@@ -216,12 +219,14 @@ def convert_image(
     layer_cache: LayerCache,
     progress: ProgressCallback | None = None,
     source_tags: Sequence[str] | None = None,
+    room: Reservation | None = None,
 ) -> ConversionResult:
     """Convert `repository` at `reference` (a tag or a digest) to `format` and push it.
 
     The converted image is tagged `<tag><suffix>` for each of `source_tags`, which defaults to
     `reference` when that is a tag and to none when it is a digest. A reconciler that works by
-    digest passes the original's tags here.
+    digest passes the original's tags here. Every byte written to `work_dir` is claimed from
+    `room` (unbounded when None) before it is written.
     """
     started = time.monotonic()
     check_format(format, options.layer)
@@ -235,7 +240,16 @@ def convert_image(
     _refuse_non_original(content, where)
     for tag in tags:
         _check_tag_is_ours_to_move(registry, repository, tag)
-    context = _Context(registry, repository, format, options, work_dir, layer_cache, progress)
+    context = _Context(
+        registry,
+        repository,
+        format,
+        options,
+        work_dir,
+        layer_cache,
+        progress,
+        room if room is not None else unbounded(),
+    )
     converted_content: Manifest | Index
     if isinstance(content, Index):
         manifests = tuple(
@@ -302,6 +316,7 @@ class _Context:
     work_dir: Path
     cache: LayerCache
     progress: ProgressCallback | None
+    room: Reservation
 
     def convert_manifest(self, child: Descriptor, index_where: str) -> ConvertedManifest:
         """Convert one platform manifest of an index and push it, untagged, as a referrer."""
@@ -348,6 +363,7 @@ class _Context:
                 work_dir=self.work_dir,
                 cache=self.cache,
                 progress=self.progress,
+                room=self.room,
             )
             for i, layer in enumerate(manifest.layers)
         )
@@ -357,7 +373,12 @@ class _Context:
         uploaded = 0
         if isinstance(self.options.layer, NydusOptions):
             bootstrap = push_bootstrap(
-                self.registry, self.repository, descriptors, self.options.layer, self.work_dir
+                self.registry,
+                self.repository,
+                descriptors,
+                self.options.layer,
+                self.work_dir,
+                self.room,
             )
             descriptors.append(bootstrap.descriptor)
             diff_ids.append(bootstrap.diff_id)

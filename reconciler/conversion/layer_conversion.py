@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from policies.model import (
     LayerOptions,
 )
 from policies.outdated import options_settings, settings_digest
+from reconciler.conversion.disk_budget import BudgetTooSmall, Reservation, unbounded
 from reconciler.conversion.errors import NotAnImage, UnsupportedFormat, UnsupportedLayer
 from reconciler.conversion.layer_process import convert_layer_file
 from reconciler.state.store import CachedLayer, LayerCache
@@ -140,8 +142,12 @@ def convert_registry_layer(
     work_dir: Path,
     cache: LayerCache,
     progress: ProgressCallback | None = None,
+    room: Reservation | None = None,
 ) -> LayerResult:
-    """The converted descriptor of `job.source`, present in `job.repository` when this returns."""
+    """The converted descriptor of `job.source`, present in `job.repository` when this returns.
+
+    Every byte written to `work_dir` (download, spill, output) is claimed from `room` first.
+    """
     started = time.monotonic()
     report = progress or _ignore
     options_key = layer_cache_key(format, options.layer)
@@ -151,11 +157,21 @@ def convert_registry_layer(
         return LayerResult(
             job.source, hit.descriptor, hit.diff_id, True, time.monotonic() - started, 0, 0
         )
+    if hit is not None:
+        # Its blob is gone (the registry's garbage collection): the row is stale, whatever
+        # becomes of this conversion.
+        cache.forget(job.source.digest, format, options_key)
+    room = room if room is not None else unbounded()
     work_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work_dir, prefix="layer-") as private:
+    with (
+        _claims_of(room, job),
+        tempfile.TemporaryDirectory(dir=work_dir, prefix="layer-") as private,
+    ):
         source_path, converted_path = Path(private) / "source", Path(private) / "converted"
         report(job.progress("downloading"))
-        downloaded = registry.download_blob(job.repository, job.source.digest, source_path)
+        downloaded = registry.download_blob(
+            job.repository, job.source.digest, source_path, room.claim
+        )
         report(job.progress("converting"))
         converted = convert_layer_file(
             source_path,
@@ -164,8 +180,11 @@ def convert_registry_layer(
             options.layer,
             Path(private),
             timeout=conversion_timeout(downloaded),
+            source_digest=job.source.digest,
+            room=room,
         )
         source_path.unlink()
+        room.release(downloaded)
         report(job.progress("uploading"))
         uploaded = 0
         if not registry.blob_exists(job.repository, converted.digest):
@@ -190,6 +209,19 @@ def convert_registry_layer(
         downloaded,
         uploaded,
     )
+
+
+@contextmanager
+def _claims_of(room: Reservation, job: LayerJob) -> Iterator[None]:
+    """What the layer's files claim of `room`, released when they are gone; a layer the whole
+    budget cannot hold is named."""
+    before = room.used
+    try:
+        yield
+    except BudgetTooSmall as exc:
+        raise BudgetTooSmall(f"{job.repository}@{job.source.digest}: {exc}") from None
+    finally:
+        room.release(room.used - before)
 
 
 def conversion_timeout(source_bytes: int) -> float:

@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from converters import nydus
 from converters.nydus.layer_reader import read_layer
@@ -18,6 +19,7 @@ from harbor_api.errors import RegistryError
 from harbor_api.oci import Descriptor
 from harbor_api.registry import RegistryClient
 from harbor_api.version import ACCELD_VERSION
+from reconciler.conversion.disk_budget import Reservation
 
 
 @dataclass(frozen=True)
@@ -40,24 +42,44 @@ def push_bootstrap(
     blobs: Sequence[Descriptor],
     options: nydus.NydusOptions,
     work_dir: Path,
+    room: Reservation,
 ) -> PushedBootstrap:
-    """Merge the bootstraps of `blobs` (lowest layer first) and push the bootstrap layer."""
+    """Merge the bootstraps of `blobs` (lowest layer first) and push the bootstrap layer;
+    its file in `work_dir` claims room from `room` as it is written."""
     layers = [
         read_layer(_range_reader(registry, repository, blob.digest), blob.size, blob.digest)
         for blob in blobs
     ]
-    with tempfile.TemporaryDirectory(dir=work_dir, prefix="bootstrap-") as private:
-        path = Path(private) / "bootstrap.tar.gz"
-        with path.open("wb") as out:
-            written = nydus.write_bootstrap_layer(layers, out, options)
-        uploaded = 0
-        if not registry.blob_exists(repository, written.digest):
-            registry.upload_blob(repository, path, written.digest, written.size)
-            uploaded = written.size
+    before = room.used
+    try:
+        with tempfile.TemporaryDirectory(dir=work_dir, prefix="bootstrap-") as private:
+            path = Path(private) / "bootstrap.tar.gz"
+            with path.open("wb") as out:
+                written = nydus.write_bootstrap_layer(
+                    layers, cast(BinaryIO, _Claiming(out, room)), options
+                )
+            uploaded = 0
+            if not registry.blob_exists(repository, written.digest):
+                registry.upload_blob(repository, path, written.digest, written.size)
+                uploaded = written.size
+    finally:
+        room.release(room.used - before)
     descriptor = Descriptor(
         nydus.MEDIA_TYPE_BOOTSTRAP, written.digest, written.size, written.annotations()
     )
     return PushedBootstrap(descriptor, written.diff_id, uploaded)
+
+
+class _Claiming:
+    """The bootstrap file, each write claimed from the room first."""
+
+    def __init__(self, out: BinaryIO, room: Reservation) -> None:
+        self._out = out
+        self._room = room
+
+    def write(self, data: bytes) -> int:
+        self._room.claim(len(data))
+        return self._out.write(data)
 
 
 def _range_reader(

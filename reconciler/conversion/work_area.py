@@ -1,6 +1,10 @@
 """Each process converts in its own subdirectory of the work directory, so that a crashed
 process's leftovers can be told apart from the files of a live one (a backfill may run beside
-the daemon) and removed at the next start."""
+the daemon) and removed at the next start.
+
+The work directory and each area must be this user's alone (`private_dirs`): a world-writable
+work directory let another local user plant a symlinked `proc-*` area or swap a `layer-*`
+directory, and have their content published as an image's accelerated copy."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
+from reconciler.state.private_dirs import check_private_directory, private_directory
 from reconciler.state.process_liveness import pid_alive
 
 log = logging.getLogger(__name__)
@@ -24,22 +29,26 @@ def remove_stale_areas(work_dir: Path) -> int:
         return 0
     for entry in work_dir.iterdir():
         found = _AREA.match(entry.name)
-        if (
-            found
-            and entry.is_dir()
-            and int(found[1]) != os.getpid()
-            and not pid_alive(int(found[1]))
-        ):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed += 1
+        if not found or int(found[1]) == os.getpid() or pid_alive(int(found[1])):
+            continue
+        if entry.is_symlink() or entry.lstat().st_uid != os.geteuid():
+            log.warning("not removing a work area acceld did not make", extra={"path": entry})
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed += 1
     if removed:
         log.info("removed work areas of crashed processes", extra={"count": removed})
     return removed
 
 
 def own_area(work_dir: Path) -> Path:
-    """This process's area, after clearing the areas of dead ones."""
+    """This process's area (0700), after clearing the areas of dead ones; `UnsafeDirectory`
+    when the work directory or an area already there is not this user's alone."""
+    private_directory(work_dir, "work_dir")
     remove_stale_areas(work_dir)
     area = work_dir / f"proc-{os.getpid()}"
-    area.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        area.mkdir(mode=0o700)
+    except FileExistsError:
+        check_private_directory(area, "work area")  # a crashed process of the same pid's
     return area

@@ -8,6 +8,7 @@ the leader leases (the `sql_*` modules) share one connection through this class.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.state.migrations import SCHEMA_VERSION, migrate
+from reconciler.state.private_dirs import check_private_directory
 from reconciler.state.store import StateError
 
 STATE_DB = "state.db"
@@ -35,7 +37,18 @@ def state_db_path(state_dir: Path, *, must_exist: bool) -> Path:
             )
     else:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_private_directory(state_dir, "state_dir")
     return path
+
+
+def _create_private(path: Path) -> None:
+    """The database file, 0600 even under umask 022; SQLite gives its -wal and -shm files the
+    database file's mode."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 class SqliteDatabase:
@@ -51,13 +64,14 @@ class SqliteDatabase:
         self.path = path
         self._lock = threading.Lock()
         try:
+            _create_private(path)
             self._conn = sqlite3.connect(
                 path, timeout=busy_timeout_seconds, isolation_level=None, check_same_thread=False
             )
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self.migrated_from = migrate(self._conn, str(path))
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             raise StateError(f"{path}: cannot open the state database: {exc}") from None
 
     def close(self) -> None:
