@@ -5,7 +5,7 @@ prints throughput and the peak RSS of this process, next to baselines measured i
 sha256 of the file, and the same transfer with plain `requests` streaming (one monolithic PUT,
 one streamed GET). Run from the repository root:
 
-    python -m bench.bench_blob_transfer [--size-mib 1024]
+    python bench/bench_blob_transfer.py [--size-mib 1024]
 """
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
+
+# Run as `python bench/NAME.py`: the repository root, not bench/, must be importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harbor_api.registry import RegistryClient
 from harbor_api.transport import TlsOptions

@@ -6,7 +6,7 @@ converts it to eStargz with an empty layer cache (cold), converts it again with 
 the same image pushed to a second repository (cache hit + cross-repository mount). Prints
 seconds, bytes moved and the ratios. Run from the repository root:
 
-    python -m bench.bench_image_conversion [--large-mib 64] [--files 5000] [--level 9]
+    python bench/bench_image_conversion.py [--large-mib 64] [--files 5000] [--level 9]
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# Run as `python bench/NAME.py`: the repository root, not bench/, must be importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from converters.estargz import EstargzOptions
 from harbor_api.registry import RegistryClient

@@ -36,6 +36,9 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+# Run as `python bench/NAME.py`: the repository root, not bench/, must be importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from converters.estargz import EstargzOptions, convert_layer
 from harbor_api.webhook_events import ArtifactEvent
 from reconciler.conversion.layer_process import convert_layer_file

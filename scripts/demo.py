@@ -1,11 +1,13 @@
 """The main job on a local real registry: push sample images, then plan, backfill, plan again.
 
 Run by scripts/demo.sh. Uses the test suite's image builder and registry launcher so the
-sample images are the same ones the tests check.
+sample images are the same ones the tests check. It stops the registry it started and removes
+its temporary directory, whatever happens.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -49,6 +51,7 @@ def main() -> int:
         return status
     finally:
         registry.stop()
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ if ! command -v docker-registry >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends docker-registry
-  pkill -x docker-registry >/dev/null 2>&1 || true
+  # The package starts its own service on :5000; the demo starts a registry of its own on a
+  # free port, so only that service, which this script installed, is stopped.
+  $SUDO service docker-registry stop >/dev/null 2>&1 || true
 fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip

@@ -19,11 +19,14 @@ if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+  # Debian's packages start their own services; the tests start theirs on free ports. Only the
+  # services of packages installed just now are stopped: never a process found by its name.
+  for pkg in "${need[@]}"; do
+    case "$pkg" in docker-registry|prometheus|postgresql)
+      $SUDO service "$pkg" stop >/dev/null 2>&1 || true ;;
+    esac
+  done
 fi
-# Debian's packages start their own services; the tests start their own on free ports.
-for svc in docker-registry prometheus; do
-  pkill -x "$svc" >/dev/null 2>&1 || true
-done
 
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
