@@ -30,8 +30,10 @@ from harbor_api.transport import TlsOptions
 from policies.fields import FieldError, Fields
 from policies.load import PolicyError, parse_policies
 from policies.model import Policy
+from reconciler.controller.retention import DEFAULT_CACHE_TTL_SECONDS
 from reconciler.observability.logs import register_secret
 from reconciler.secrets import Secret, read_secret
+from reconciler.state_config import StateSettings, parse_state
 
 ENV_CONFIG = "ACCELD_CONFIG"
 DEFAULT_CONFIG_PATH = Path("/etc/acceld/config.yaml")
@@ -88,6 +90,14 @@ class ScanConfig:
 
 
 @dataclass(frozen=True)
+class PruneConfig:
+    interval_seconds: int | None = None
+    """How often the daemon prunes; None (the default): never, only `acceld prune` does."""
+    unwanted: bool = False
+    """Scheduled prunes delete the copies no enabled policy wants too (`prune --unwanted`)."""
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
@@ -123,6 +133,11 @@ class Config:
     policies: tuple[Policy, ...]
     path: Path
     """The file this was loaded from (relative paths in it are resolved against its folder)."""
+    prune: PruneConfig = PruneConfig()
+    state: StateSettings | None = None
+    """The `state:` section: which database; None for the SQLite file in `state_dir`."""
+    cache_ttl_seconds: int = DEFAULT_CACHE_TTL_SECONDS
+    """`state.cache_ttl`: a converted layer not used for this long leaves the layer cache."""
 
 
 def config_path(explicit: Path | None, env: Mapping[str, str] | None = None) -> Path:
@@ -207,6 +222,8 @@ def _parse(data: Any, path: Path, env: Mapping[str, str]) -> Config:
     base = path.parent
     source = _source(fields.child("source"), env, base)
     state_dir = base / fields.string("state_dir", DEFAULT_STATE_DIR)
+    state_fields = fields.child("state", optional=True)
+    cache_ttl = _seconds(state_fields, "cache_ttl", DEFAULT_CACHE_TTL_SECONDS, positive=True)
     config = Config(
         source=source,
         state_dir=state_dir,
@@ -218,6 +235,9 @@ def _parse(data: Any, path: Path, env: Mapping[str, str]) -> Config:
         limits=_limits(fields.child("limits", optional=True)),
         policies=_policies(fields, path),
         path=path,
+        prune=_prune(fields.child("prune", optional=True)),
+        state=parse_state(state_fields, env, base, state_dir),
+        cache_ttl_seconds=cache_ttl,
     )
     fields.done()
     return config
@@ -376,6 +396,15 @@ def _scan(fields: Fields) -> ScanConfig:
     )
     fields.done()
     return scan
+
+
+def _prune(fields: Fields) -> PruneConfig:
+    interval = _seconds(fields, "interval", 0, positive=False)
+    if fields.has("interval") and interval <= 0:
+        raise FieldError(fields.where("interval"), "must be longer than 0s (leave it out: never)")
+    prune = PruneConfig(interval or None, fields.boolean("unwanted", False))
+    fields.done()
+    return prune
 
 
 def _listen(fields: Fields) -> tuple[str, int]:

@@ -153,5 +153,6 @@ def test_dashboard_shows_what_operators_watch() -> None:
         "acceld_webhook_requests_total",
         "acceld_source_requests_total",
         "acceld_source_request_duration_seconds_bucket",
+        "acceld_scan_errors_total",
     ):
         assert metric in queried

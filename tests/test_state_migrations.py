@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -94,9 +95,13 @@ def test_a_database_of_an_older_acceld_is_brought_up_to_date_keeping_its_data(
         conn.execute(
             "INSERT INTO queue (key, state, due_at) VALUES (?, 'pending', 1.0)", (str(KEY),)
         )
+        conn.execute("INSERT INTO classification (digest, format) VALUES ('sha256:c', 'nydus')")
     store = _open(path)
     assert (store.database.migrated_from, store.database.schema_version) == (1, SCHEMA_VERSION)
     assert store.queue.key_state(KEY) is not None
     assert store.leaders.hold("scan", "host-a", 30)
+    # Rows from before retention count as seen when the database was migrated.
+    assert store.retention.trim_classifications(time.time() - 3600) == 0
+    assert store.classifications.get("sha256:c") == "nydus"
     store.close()
-    assert _version(path) == SCHEMA_VERSION == 2
+    assert _version(path) == SCHEMA_VERSION == 3

@@ -8,6 +8,7 @@ the manifest is read once.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -36,6 +37,18 @@ class ReferrerFormats:
     def __init__(self, registry: RegistryClient, classifications: ClassificationCache) -> None:
         self._registry = registry
         self._classifications = classifications
+        self._seen: set[str] = set()
+        self._seen_lock = threading.Lock()
+
+    def drain_seen(self) -> set[str]:
+        """The digests looked up since the last drain (a scan marks them seen, for retention)."""
+        with self._seen_lock:
+            seen, self._seen = self._seen, set()
+        return seen
+
+    def _saw(self, digest: str) -> None:
+        with self._seen_lock:
+            self._seen.add(digest)
 
     def observed(
         self, repository: str, digest: str, accessories: Iterable[Accessory] | None = None
@@ -48,6 +61,7 @@ class ReferrerFormats:
             return {self._accessory_format(repository, accessory) for accessory in accessories}
         found: set[str | None] = set()
         for descriptor in self._registry.referrers(repository, digest):
+            self._saw(descriptor.digest)
             cached = self._classifications.get(descriptor.digest)
             if cached is not MISSING:
                 found.add(cached)
@@ -84,6 +98,7 @@ class ReferrerFormats:
 
     def classify(self, repository: str, digest: str) -> str | None:
         """The format of the manifest `digest`, cached for ever."""
+        self._saw(digest)
         cached = self._classifications.get(digest)
         if cached is not MISSING:
             return cached

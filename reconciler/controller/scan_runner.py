@@ -24,7 +24,7 @@ from reconciler.controller.sources import Candidate, Source, UnreadableImage
 from reconciler.observability.metrics import Metrics
 from reconciler.state.clock import Clock
 from reconciler.state.keys import Key
-from reconciler.state.store import ScanMarks
+from reconciler.state.store import Retention, ScanMarks
 from reconciler.state.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ class ScanRunner:
         safety_margin_seconds: float,
         missing: MissingTracker | None = None,
         clock: Clock,
+        retention: Retention | None = None,
     ) -> None:
         self._marks = marks
         self._queue = queue
@@ -95,6 +96,7 @@ class ScanRunner:
         self._margin = timedelta(seconds=safety_margin_seconds)
         self.missing = missing if missing is not None else MissingTracker()
         self._clock = clock
+        self._retention = retention
 
     def window(self, kind: str) -> tuple[str, datetime | None]:
         """The kind of scan to run and the push time it starts from (None: everything)."""
@@ -137,6 +139,7 @@ class ScanRunner:
             report.finished_at,
             report.plan.missing_by_policy_format(policies),
         )
+        self._trim_classifications(referrer_formats, report)
         if kind == FULL:
             self.missing.replace(report.plan.items)
         else:
@@ -145,6 +148,15 @@ class ScanRunner:
         self._metrics.scan_skipped(error.kind for error in report.errors)
         self._metrics.scan_succeeded(kind, report.started_at, report.finished_at)
         return report
+
+    def _trim_classifications(self, referrer_formats: ReferrerFormats, report: ScanReport) -> None:
+        """Mark what the scan saw; after a full scan that skipped nothing, drop the rest."""
+        if self._retention is None:
+            return
+        self._retention.mark_seen(referrer_formats.drain_seen(), report.started_at)
+        if report.kind == FULL and not report.errors:
+            dropped = self._retention.trim_classifications(report.started_at)
+            self._metrics.trimmed({"classification": dropped})
 
     def enqueue(self, items: Iterable[PlanItem], policies: Sequence[Policy]) -> None:
         """Make each item's key pending, with the fingerprint of the policies wanting it."""

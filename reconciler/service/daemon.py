@@ -31,12 +31,14 @@ from harbor_api.webhook_events import ArtifactEvent
 from reconciler.config import Config, load_config
 from reconciler.controller.controller import Controller, Worked
 from reconciler.controller.intake import enqueue_events
+from reconciler.controller.retention import StateRetention
 from reconciler.controller.scan import FULL, INCREMENTAL
 from reconciler.controller.scan_runner import ScanRunner, ScanStopped, StoppableSource
 from reconciler.observability.logs import register_secret
 from reconciler.service import sd_notify
 from reconciler.service.http_app import HttpApp
 from reconciler.service.http_server import HttpServer, ServerLimits, ServerTls
+from reconciler.service.prune import run_prune
 from reconciler.service.runtime import Runtime, open_runtime, owner_id, reconfigured
 from reconciler.state.workqueue import WorkQueue
 
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 # The source counts as reachable while its last successful call is younger than this.
 REACHABLE_WINDOW_SECONDS = 300.0
 PROBE_INTERVAL_SECONDS = 60
+RETENTION_INTERVAL_SECONDS = 3600
 
 
 def settings_needing_restart(running: Config, loaded: Config) -> list[str]:
@@ -58,6 +61,7 @@ def settings_needing_restart(running: Config, loaded: Config) -> list[str]:
         "work_dir": (running.work_dir, loaded.work_dir),
         "work_dir_budget": (running.work_dir_budget_bytes, loaded.work_dir_budget_bytes),
         "workers": (running.workers, loaded.workers),
+        "prune.interval": (running.prune.interval_seconds, loaded.prune.interval_seconds),
         "scan.full_interval/incremental_interval": (
             (running.scan.full_interval_seconds, running.scan.incremental_interval_seconds),
             (loaded.scan.full_interval_seconds, loaded.scan.incremental_interval_seconds),
@@ -108,6 +112,7 @@ class Daemon:
             self.metrics,
             safety_margin_seconds=config.scan.safety_margin_seconds,
             clock=self.runtime.clock,
+            retention=self.runtime.store.retention,
         )
         self.controller = Controller(
             self.queue,
@@ -192,6 +197,31 @@ class Daemon:
         )
         self._last_source_ok = time.time()
 
+    def run_prune(self) -> None:
+        """A scheduled prune (`prune.interval`), never beside a scan of this process."""
+        with self._scan_lock:
+            try:
+                run_prune(self.runtime, unwanted=self.config.prune.unwanted)
+            except AcceldError as exc:
+                log.error("prune failed", extra={"error": str(exc)})
+
+    def trim_state(self) -> None:
+        """Drop layer-cache rows unused for `state.cache_ttl` and quarantined keys of
+        originals that are gone."""
+        runtime = self.runtime
+        registry = runtime.source.registry
+        try:
+            StateRetention(
+                runtime.store.retention,
+                runtime.store.queue,
+                lambda repository, digest: registry.head_manifest(repository, digest) is not None,
+                self.metrics,
+                runtime.clock,
+                cache_ttl_seconds=runtime.config.cache_ttl_seconds,
+            ).run()
+        except AcceldError as exc:
+            log.error("state retention failed", extra={"error": str(exc)})
+
     def probe_source(self) -> None:
         try:
             self.runtime.source.verify()
@@ -247,6 +277,27 @@ class Daemon:
             scan_config.incremental_interval_seconds,
             now + timedelta(seconds=scan_config.incremental_interval_seconds),
             10,
+        )
+        if self.config.prune.interval_seconds is not None:
+            interval = self.config.prune.interval_seconds
+            self.scheduler.add_job(
+                self.run_prune,
+                "interval",
+                id="prune",
+                seconds=interval,
+                next_run_time=now + timedelta(seconds=interval),
+                max_instances=1,
+                coalesce=True,
+                jitter=max(1, interval // 20),
+            )
+        self.scheduler.add_job(
+            self.trim_state,
+            "interval",
+            id="trim-state",
+            seconds=RETENTION_INTERVAL_SECONDS,
+            next_run_time=now + timedelta(seconds=RETENTION_INTERVAL_SECONDS / 60),
+            max_instances=1,
+            coalesce=True,
         )
         self.scheduler.add_job(
             self.probe_source,

@@ -62,6 +62,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    (
+        # Retention: when a cached layer was last used, when a classified digest was last seen
+        # by a scan. Rows from before count as used and seen now.
+        "ALTER TABLE layer_cache ADD COLUMN used_at REAL NOT NULL DEFAULT 0",
+        "UPDATE layer_cache SET used_at = CAST(strftime('%s', 'now') AS REAL)",
+        "CREATE INDEX layer_cache_by_used_at ON layer_cache (used_at)",
+        "ALTER TABLE classification ADD COLUMN seen_at REAL NOT NULL DEFAULT 0",
+        "UPDATE classification SET seen_at = CAST(strftime('%s', 'now') AS REAL)",
+        "CREATE INDEX classification_by_seen_at ON classification (seen_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -67,6 +67,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    (
+        # Retention: when a cached layer was last used, when a classified digest was last seen
+        # by a scan. Rows from before count as used and seen now.
+        "ALTER TABLE layer_cache ADD COLUMN used_at DOUBLE PRECISION NOT NULL DEFAULT 0",
+        "UPDATE layer_cache SET used_at = extract(epoch FROM now())",
+        "CREATE INDEX layer_cache_by_used_at ON layer_cache (used_at)",
+        "ALTER TABLE classification ADD COLUMN seen_at DOUBLE PRECISION NOT NULL DEFAULT 0",
+        "UPDATE classification SET seen_at = extract(epoch FROM now())",
+        "CREATE INDEX classification_by_seen_at ON classification (seen_at)",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

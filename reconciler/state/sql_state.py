@@ -6,7 +6,7 @@ import random
 
 from reconciler.state.backoff import Backoff
 from reconciler.state.clock import Clock
-from reconciler.state.sql_caches import SqlClassificationCache, SqlLayerCache
+from reconciler.state.sql_caches import SqlClassificationCache, SqlLayerCache, SqlRetention
 from reconciler.state.sql_database import SqlDatabase
 from reconciler.state.sql_leader_leases import SqlLeaderLeases
 from reconciler.state.sql_queue import SqlKeyQueue
@@ -24,9 +24,10 @@ def sql_state_store(
 ) -> StateStore:
     return StateStore(
         queue=SqlKeyQueue(database, clock, lease_seconds=lease_seconds, backoff=backoff, rng=rng),
-        layers=SqlLayerCache(database),
-        classifications=SqlClassificationCache(database),
+        layers=SqlLayerCache(database, clock),
+        classifications=SqlClassificationCache(database, clock),
         scans=SqlScanMarks(database),
         leaders=SqlLeaderLeases(database, clock),
         database=database,
+        retention=SqlRetention(database),
     )

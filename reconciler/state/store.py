@@ -10,7 +10,7 @@ takes only the part it needs. Times are Unix seconds from the `Clock` a backend 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
@@ -193,6 +193,9 @@ class LayerCache(Protocol):
     def put(self, source_digest: str, format: str, options_key: str, layer: CachedLayer) -> None:
         """Remember `layer`, replacing what was remembered under the same three values."""
 
+    def forget(self, source_digest: str, format: str, options_key: str) -> None:
+        """Drop what is remembered under the three values (its blob is gone)."""
+
 
 class ClassificationCache(Protocol):
     """Manifest digest to the accelerated format it is: a digest's content never changes."""
@@ -220,6 +223,19 @@ class ScanMarks(Protocol):
 
     def scans(self) -> list[ScanMark]:
         """Every kind's mark, by kind."""
+
+
+class Retention(Protocol):
+    """Trims the caches, so a steady stream of new images does not grow the state for ever."""
+
+    def trim_layer_cache(self, unused_before: float) -> int:
+        """Drop converted layers not used since `unused_before`; the number dropped."""
+
+    def mark_seen(self, digests: Iterable[str], at: float) -> None:
+        """Record that a scan saw each of `digests` (classified referrers) at `at`."""
+
+    def trim_classifications(self, unseen_before: float) -> int:
+        """Drop classifications of digests neither seen nor classified since `unseen_before`."""
 
 
 @dataclass(frozen=True)
@@ -275,6 +291,7 @@ class StateStore:
     scans: ScanMarks
     leaders: LeaderLeases
     database: StateDatabase
+    retention: Retention
 
     def close(self) -> None:
         self.database.close()
