@@ -110,3 +110,24 @@ def test_backfill_counts_skipped_parts_in_the_metric_and_is_not_converged(
     assert counts == {"project": 0.0, "repository": 1.0, "image": 1.0}
     assert len(summary.plan.items) == 3
     assert not summary.converged
+
+
+def test_status_shows_what_the_last_scan_skipped_in_text_and_json(
+    broken_registry: RunningRegistry, images: dict[str, PushedImage], tmp_path: Path
+) -> None:
+    config = registry_config(tmp_path, broken_registry.host, POLICIES)
+    scanned = acceld("backfill", "--dry-run", "--config", str(config))
+    assert scanned.returncode in (0, 1), scanned.stderr
+
+    answer = acceld("status", "--config", str(config), "--output", "json")
+    assert answer.returncode == 0, answer.stderr
+    (full,) = (mark for mark in json.loads(answer.stdout)["scans"] if mark["kind"] == "full")
+    assert full["skipped_total"] == 2
+    skipped = {(e["kind"], e["where"]) for e in full["skipped"]}
+    assert skipped == {("repository", "sc/b-interrupted"), ("image", "sc/c-sha512:v1")}
+    assert all(e["reason"] for e in full["skipped"])
+
+    text = acceld("status", "--config", str(config)).stdout
+    assert "    the scan skipped 2 parts it could not read:" in text
+    assert "      SKIPPED repository sc/b-interrupted: " in text
+    assert "      SKIPPED image sc/c-sha512:v1: " in text

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from harbor_api.oci import Descriptor
-from reconciler.state.store import MISSING, CachedLayer, StateStore
+from reconciler.state.store import MAX_SKIPPED_KEPT, MISSING, CachedLayer, ScanError, StateStore
 from tests.support.clock import FakeClock
 from tests.support.state_backends import StateBackend
 
@@ -70,3 +70,17 @@ def test_scan_marks_keep_the_last_start_and_the_last_success(store: StateStore) 
     marks.scan_finished("incremental", 500.0, 501.0, {})
     assert [m.kind for m in marks.scans()] == ["full", "incremental"]
     assert marks.scans()[1].missing == {}
+
+
+def test_scan_marks_keep_what_the_last_success_skipped(store: StateStore) -> None:
+    marks = store.scans
+    skipped = [ScanError("image", f"proj/app:v{i}", f"reason {i} ✓") for i in range(150)]
+    marks.scan_finished("full", 100.0, 160.0, {}, skipped)
+    mark = marks.last_scan("full")
+    assert mark is not None
+    assert mark.skipped == tuple(skipped[:MAX_SKIPPED_KEPT])
+    assert mark.skipped_total == 150
+    marks.scan_finished("full", 200.0, 260.0, {})
+    mark = marks.last_scan("full")
+    assert mark is not None
+    assert (mark.skipped, mark.skipped_total) == ((), 0)

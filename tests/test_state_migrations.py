@@ -96,6 +96,7 @@ def test_a_database_of_an_older_acceld_is_brought_up_to_date_keeping_its_data(
             "INSERT INTO queue (key, state, due_at) VALUES (?, 'pending', 1.0)", (str(KEY),)
         )
         conn.execute("INSERT INTO classification (digest, format) VALUES ('sha256:c', 'nydus')")
+        conn.execute("INSERT INTO scan_marks (kind, last_started_at) VALUES ('full', 5.0)")
     store = _open(path)
     assert (store.database.migrated_from, store.database.schema_version) == (1, SCHEMA_VERSION)
     assert store.queue.key_state(KEY) is not None
@@ -103,5 +104,9 @@ def test_a_database_of_an_older_acceld_is_brought_up_to_date_keeping_its_data(
     # Rows from before retention count as seen when the database was migrated.
     assert store.retention.trim_classifications(time.time() - 3600) == 0
     assert store.classifications.get("sha256:c") == "nydus"
+    # A scan mark from before skipped-part records skipped nothing.
+    mark = store.scans.last_scan("full")
+    assert mark is not None
+    assert (mark.last_started_at, mark.skipped, mark.skipped_total) == (5.0, (), 0)
     store.close()
-    assert _version(path) == SCHEMA_VERSION == 3
+    assert _version(path) == SCHEMA_VERSION == 4

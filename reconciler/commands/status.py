@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from reconciler.commands.output_option import output_option
+from reconciler.commands.scan_errors import scan_errors_json, scan_errors_text
 from reconciler.commands.state_location import existing_state_store, state_location_options
 from reconciler.state.keys import Key
 from reconciler.state.store import (
@@ -110,6 +111,8 @@ def status_json(report: StatusReport) -> dict[str, Any]:
                     {"policy": policy, "format": fmt, "count": count}
                     for (policy, fmt), count in sorted(mark.missing.items())
                 ],
+                "skipped": scan_errors_json(mark.skipped),
+                "skipped_total": mark.skipped_total,
             }
             for mark in report.scans
         ],
@@ -193,6 +196,7 @@ def status_text(report: StatusReport, now: float) -> str:
             f"last success {_age(mark.last_success_finished_at, now)}"
             + (f", that scan found missing {missing}" if missing else "")
         )
+        lines += [f"    {line}" for line in scan_errors_text(mark.skipped, mark.skipped_total)]
     if report.leaders:
         lines += ["", "leaders:"]
     for lease in report.leaders:

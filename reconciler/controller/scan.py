@@ -30,6 +30,7 @@ from reconciler.controller.observed_formats import ReferrerFormats
 from reconciler.controller.sources import Candidate, Source, UnreadableImage
 from reconciler.observability.metrics import SCAN_ERROR_KINDS
 from reconciler.state.clock import Clock, SystemClock
+from reconciler.state.store import ScanError
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +41,6 @@ INCREMENTAL = "incremental"
 
 
 PROJECT, REPOSITORY, IMAGE = SCAN_ERROR_KINDS
-
-
-@dataclass(frozen=True)
-class ScanError:
-    """A part of the source the scan had to skip."""
-
-    kind: str
-    """`project` (its repository list), `repository` (its image list) or `image`."""
-    where: str
-    """The project, the repository, or the image as `repository@digest` or `repository:tag`."""
-    reason: str
 
 
 @dataclass(frozen=True)

@@ -138,6 +138,7 @@ class ScanRunner:
             report.started_at,
             report.finished_at,
             report.plan.missing_by_policy_format(policies),
+            report.errors,
         )
         self._trim_classifications(referrer_formats, report)
         if kind == FULL:

@@ -77,6 +77,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "UPDATE classification SET seen_at = extract(epoch FROM now())",
         "CREATE INDEX classification_by_seen_at ON classification (seen_at)",
     ),
+    (
+        # The parts the last successful scan of each kind skipped, for `acceld status`.
+        "ALTER TABLE scan_marks ADD COLUMN skipped TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE scan_marks ADD COLUMN skipped_total INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

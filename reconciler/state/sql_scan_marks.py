@@ -1,12 +1,13 @@
-"""The scan marks in SQL (`sql_database`): one row per kind of scan."""
+"""The scan marks in SQL (`sql_database`): one row per kind of scan, with the parts its last
+success skipped (the first `MAX_SKIPPED_KEPT`, and how many in all)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from reconciler.state.sql_database import SqlDatabase
-from reconciler.state.store import ScanMark
+from reconciler.state.store import MAX_SKIPPED_KEPT, ScanError, ScanMark
 
 
 class SqlScanMarks:
@@ -29,7 +30,9 @@ class SqlScanMarks:
         started_at: float,
         finished_at: float,
         missing_by_policy_format: Mapping[tuple[str, str], int],
+        skipped: Sequence[ScanError] = (),
     ) -> None:
+        kept = json.dumps([[e.kind, e.where, e.reason] for e in skipped[:MAX_SKIPPED_KEPT]])
         missing = json.dumps(
             sorted(
                 [policy, fmt, count] for (policy, fmt), count in missing_by_policy_format.items()
@@ -38,12 +41,14 @@ class SqlScanMarks:
         with self._database.write() as conn:
             conn.execute(
                 "INSERT INTO scan_marks (kind, last_started_at, last_success_started_at, "
-                "last_success_finished_at, missing) VALUES (?, ?, ?, ?, ?) "
+                "last_success_finished_at, missing, skipped, skipped_total) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (kind) DO UPDATE SET "
                 "last_success_started_at = excluded.last_success_started_at, "
                 "last_success_finished_at = excluded.last_success_finished_at, "
-                "missing = excluded.missing",
-                (kind, started_at, started_at, finished_at, missing),
+                "missing = excluded.missing, skipped = excluded.skipped, "
+                "skipped_total = excluded.skipped_total",
+                (kind, started_at, started_at, finished_at, missing, kept, len(skipped)),
             )
 
     def last_scan(self, kind: str) -> ScanMark | None:
@@ -53,7 +58,7 @@ class SqlScanMarks:
     def scans(self) -> list[ScanMark]:
         rows = self._database.read(
             "SELECT kind, last_started_at, last_success_started_at, last_success_finished_at, "
-            "missing FROM scan_marks ORDER BY kind"
+            "missing, skipped, skipped_total FROM scan_marks ORDER BY kind"
         )
         return [
             ScanMark(
@@ -62,6 +67,8 @@ class SqlScanMarks:
                 success_started,
                 success_finished,
                 {(policy, fmt): count for policy, fmt, count in json.loads(missing)},
+                tuple(ScanError(*part) for part in json.loads(skipped)),
+                total,
             )
-            for kind, started, success_started, success_finished, missing in rows
+            for kind, started, success_started, success_finished, missing, skipped, total in rows
         ]

@@ -10,7 +10,7 @@ takes only the part it needs. Times are Unix seconds from the `Clock` a backend 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal, Protocol
 
@@ -104,6 +104,17 @@ class CachedLayer:
 
 
 @dataclass(frozen=True)
+class ScanError:
+    """A part of the source a scan had to skip."""
+
+    kind: str
+    """`project` (its repository list), `repository` (its image list) or `image`."""
+    where: str
+    """The project, the repository, or the image as `repository@digest` or `repository:tag`."""
+    reason: str
+
+
+@dataclass(frozen=True)
 class ScanMark:
     kind: str
     last_started_at: float | None
@@ -111,6 +122,13 @@ class ScanMark:
     last_success_finished_at: float | None
     missing: Mapping[tuple[str, str], int] = field(default_factory=dict)
     """Missing conversions per (policy, format) found by the last successful scan."""
+    skipped: tuple[ScanError, ...] = ()
+    """The parts the last successful scan skipped, the first `MAX_SKIPPED_KEPT` of them."""
+    skipped_total: int = 0
+    """How many parts it skipped in all."""
+
+
+MAX_SKIPPED_KEPT = 100
 
 
 class Missing(enum.Enum):
@@ -217,6 +235,7 @@ class ScanMarks(Protocol):
         started_at: float,
         finished_at: float,
         missing_by_policy_format: Mapping[tuple[str, str], int],
+        skipped: Sequence[ScanError] = (),
     ) -> None: ...
 
     def last_scan(self, kind: str) -> ScanMark | None: ...
