@@ -110,6 +110,9 @@ class ServerConfig:
     max_body_bytes: int = 1 << 20
     given: bool = False
     """Whether the file has a `server:` section: it is meant to take Harbor's webhooks."""
+    metrics_listen: tuple[str, int] | None = None
+    """A second listener serving only `GET /metrics`, without TLS; None: /metrics is served
+    on `listen` only."""
 
 
 @dataclass(frozen=True)
@@ -407,12 +410,12 @@ def _prune(fields: Fields) -> PruneConfig:
     return prune
 
 
-def _listen(fields: Fields) -> tuple[str, int]:
-    text = fields.string("listen", "127.0.0.1:8080")
+def _listen(fields: Fields, key: str = "listen") -> tuple[str, int]:
+    text = fields.string(key, "127.0.0.1:8080")
     match = _HOST_PORT.match(text)
     port = int(match.group("port")) if match else 0
     if match is None or not 1 <= port <= 65535:
-        raise FieldError(fields.where("listen"), f'expected HOST:PORT or [IPV6]:PORT, got "{text}"')
+        raise FieldError(fields.where(key), f'expected HOST:PORT or [IPV6]:PORT, got "{text}"')
     return match.group("ipv6") or match.group("host"), port
 
 
@@ -435,6 +438,7 @@ def _server(fields: Fields, env: Mapping[str, str], base: Path) -> ServerConfig:
         external_url=external_url.rstrip("/"),
         max_body_bytes=fields.size("max_body_bytes", ServerConfig.max_body_bytes),
         given=bool(fields.keys()),
+        metrics_listen=_listen(fields, "metrics_listen") if fields.has("metrics_listen") else None,
     )
     if server.max_body_bytes <= 0:
         raise FieldError(fields.where("max_body_bytes"), "must be larger than 0")

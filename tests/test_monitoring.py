@@ -156,3 +156,44 @@ def test_dashboard_shows_what_operators_watch() -> None:
         "acceld_scan_errors_total",
     ):
         assert metric in queried
+
+
+def test_an_alert_fires_when_acceld_is_down_or_its_metrics_are_absent() -> None:
+    rules = yaml.safe_load(ALERTS.read_text())["groups"][0]["rules"]
+    down = [rule for rule in rules if "absent(" in rule["expr"] and "up{" in rule["expr"]]
+    assert [rule["alert"] for rule in down] == ["AcceldDown"]
+    tests = yaml.safe_load((MONITORING / "alerts_test.yml").read_text())["tests"]
+    firing = [
+        case
+        for test in tests
+        for case in test["alert_rule_test"]
+        if case["alertname"] == "AcceldDown" and case["exp_alerts"]
+    ]
+    # One case for a failing scrape (labels of the target), one for no metrics at all.
+    assert sorted(len(case["exp_alerts"][0]["exp_labels"]) for case in firing) == [1, 3]
+
+
+def test_the_scrape_has_process_metrics_and_the_work_dir_gauges(scrape: str) -> None:
+    names = scraped_names(scrape)
+    for name in (
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_start_time_seconds",
+        "acceld_work_dir_used_bytes",
+        "acceld_work_dir_budget_bytes",
+    ):
+        assert name in names
+
+
+def test_dashboard_shows_the_process_and_its_disk() -> None:
+    queried = " ".join(dashboard_expressions())
+    for metric in (
+        "up{",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "acceld_work_dir_used_bytes",
+        "acceld_work_dir_budget_bytes",
+    ):
+        assert metric in queried

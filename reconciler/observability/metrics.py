@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 
 from harbor_api.transport import RequestObserver
 from harbor_api.version import ACCELD_VERSION
@@ -157,6 +157,19 @@ class Metrics:
         )
         self.build_info = Info("acceld_build", "The acceld version running.", registry=collector)
         self.build_info.info({"version": ACCELD_VERSION})
+        self.work_dir_used = Gauge(
+            "acceld_work_dir_used_bytes",
+            "Bytes the files under work_dir take on disk (layers spooled while converting).",
+            registry=collector,
+        )
+        self.work_dir_budget = Gauge(
+            "acceld_work_dir_budget_bytes",
+            "How much of work_dir conversions may use at once (work_dir_budget).",
+            registry=collector,
+        )
+        # process_resident_memory_bytes, process_cpu_seconds_total, process_open_fds,
+        # process_start_time_seconds, … of this process.
+        ProcessCollector(registry=collector)
         self._create_label_values(tuple(endpoints))
         self.set_policies(policies)
 
@@ -257,6 +270,10 @@ class Metrics:
         """The state retention deleted `rows[table]` rows of each table."""
         for table, count in rows.items():
             self.state_rows_trimmed.labels(table=table).inc(count)
+
+    def set_work_dir_usage(self, used: int, budget: int) -> None:
+        self.work_dir_used.set(used)
+        self.work_dir_budget.set(budget)
 
     def queue_retried(self) -> None:
         self.queue_retries.inc()

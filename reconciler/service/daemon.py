@@ -34,10 +34,12 @@ from reconciler.controller.intake import enqueue_events
 from reconciler.controller.retention import StateRetention
 from reconciler.controller.scan import FULL, INCREMENTAL
 from reconciler.controller.scan_runner import ScanRunner, ScanStopped, StoppableSource
+from reconciler.observability.disk_usage import disk_usage_bytes
 from reconciler.observability.logs import register_secret
 from reconciler.service import sd_notify
 from reconciler.service.http_app import HttpApp
 from reconciler.service.http_server import HttpServer, ServerLimits, ServerTls
+from reconciler.service.metrics_app import MetricsOnlyApp
 from reconciler.service.prune import run_prune
 from reconciler.service.runtime import Runtime, open_runtime, owner_id, reconfigured
 from reconciler.state.workqueue import WorkQueue
@@ -70,6 +72,7 @@ def settings_needing_restart(running: Config, loaded: Config) -> list[str]:
             (running.server.listen_host, running.server.listen_port),
             (loaded.server.listen_host, loaded.server.listen_port),
         ),
+        "server.metrics_listen": (running.server.metrics_listen, loaded.server.metrics_listen),
         "server.tls_cert/tls_key": (
             (running.server.tls_cert, running.server.tls_key),
             (loaded.server.tls_cert, loaded.server.tls_key),
@@ -145,6 +148,12 @@ class Daemon:
             limits=ServerLimits(
                 max_request_body_bytes=max(config.server.max_body_bytes * 2, 1 << 20)
             ),
+        )
+        metrics_listen = config.server.metrics_listen
+        self.metrics_http = (
+            HttpServer(MetricsOnlyApp(self.metrics), host=metrics_listen[0], port=metrics_listen[1])
+            if metrics_listen is not None
+            else None
         )
 
     @property
@@ -262,6 +271,9 @@ class Daemon:
             f"queue: {counts.pending} pending, {counts.in_progress} in progress, "
             f"{counts.quarantined} quarantined"
         )
+        self.metrics.set_work_dir_usage(
+            disk_usage_bytes(self.config.work_dir), self.config.work_dir_budget_bytes
+        )
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -269,6 +281,8 @@ class Daemon:
         _register_webhook_secret(self.config)
         self.queue.start()
         self.http.start()
+        if self.metrics_http is not None:
+            self.metrics_http.start()
         scan_config = self.config.scan
         now = datetime.now(UTC)
         self._add_scan_job(FULL, scan_config.full_interval_seconds, now, 60)
@@ -412,6 +426,8 @@ class Daemon:
         log.info("stopping", extra={"grace_seconds": self.grace_seconds})
         self._stopping.set()
         self.http.stop()
+        if self.metrics_http is not None:
+            self.metrics_http.stop()
         self.scheduler.shutdown(wait=False)
         deadline = time.monotonic() + self.grace_seconds
         unfinished = self.controller.stop(deadline)

@@ -4,7 +4,7 @@
 takes Harbor's webhook, checks it and hands its events to the injected `enqueue`; the answer
 (202) comes back in milliseconds because nothing else happens on the request: Harbor waits 3 s
 and then counts the delivery as failed. `GET /metrics`, `/healthz` and `/readyz` serve
-Prometheus and the service manager.
+Prometheus and the service manager; `GET /api/v1/health` answers as the Go service did.
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import IO, TYPE_CHECKING
 
-from prometheus_client.exposition import choose_encoder
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from harbor_api.webhook_events import ArtifactEvent, ArtifactEvents, WebhookInvalid, parse_webhook
 from reconciler.observability.metrics import Metrics
+from reconciler.service.metrics_app import metrics_response
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -44,6 +44,7 @@ _ROUTES = Map(
         Rule("/metrics", methods=["GET"], endpoint="metrics"),
         Rule("/healthz", methods=["GET"], endpoint="healthz"),
         Rule("/readyz", methods=["GET"], endpoint="readyz"),
+        Rule("/api/v1/health", methods=["GET"], endpoint="health"),
     ],
     # No redirects: werkzeug would answer `//webhooks//harbor` with a 308 to a URL built from
     # the Host header; Harbor is configured with the exact path, anything else is a 404.
@@ -113,6 +114,8 @@ class HttpApp:
             return self._prometheus(request)
         if endpoint == "readyz":
             return self._ready()
+        if endpoint == "health":
+            return self._go_health()
         return _json({"alive": True}, 200)
 
     def _webhook(self, request: Request) -> Response:
@@ -176,8 +179,19 @@ class HttpApp:
         return _json({"error": reason}, status), "invalid"
 
     def _prometheus(self, request: Request) -> Response:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return Response(encoder(self._metrics.collector), content_type=content_type)
+        return metrics_response(self._metrics, request.headers.get("Accept", ""))
+
+    def _go_health(self) -> Response:
+        """Harbor's Go service's answer: `200 Ok` while the store answers, else
+        `500 {"code": "ERR_UNHEALTHY"}`, so checks written for it keep working."""
+        try:
+            healthy = bool(self._readiness().get("state_store", False))
+        except Exception:
+            log.exception("Health check failed")
+            healthy = False
+        if healthy:
+            return Response("Ok", status=200, mimetype="text/plain")
+        return _json({"code": "ERR_UNHEALTHY", "message": "the state store does not answer"}, 500)
 
     def _ready(self) -> Response:
         try:
