@@ -21,6 +21,7 @@ from converters.batched_writes import BatchedWriter
 from converters.entry_names import display
 from converters.entry_order import NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_NAME
 from converters.gzip_members import MemberWriter, Span, write_member
+from converters.hashing_writer import HashingWriter
 from converters.toc import (
     ANNOTATION_TOC_DIGEST,
     ANNOTATION_UNCOMPRESSED_SIZE,
@@ -95,21 +96,6 @@ SpillRoom = Callable[[int], object]
 
 def no_limit(_: int) -> None:
     return None
-
-
-class _HashingWriter:
-    """Writes to the destination while hashing and counting what went out."""
-
-    def __init__(self, dest: BinaryIO) -> None:
-        self._dest = dest
-        self.digest = hashlib.sha256()
-        self.written = 0
-
-    def write(self, data: bytes) -> int:
-        self._dest.write(data)
-        self.digest.update(data)
-        self.written += len(data)
-        return len(data)
 
 
 _OWN_MEMBER = frozenset({PREFETCH_LANDMARK, NO_PREFETCH_LANDMARK})
@@ -266,7 +252,7 @@ def write_blob(
     Consumes `entries`: the list is empty afterwards. The TOC JSON is spilled to the end of
     `spill_fd`, each write claimed from `spill_room` first.
     """
-    out = _HashingWriter(dest)
+    out = HashingWriter(dest)
     members = MemberWriter(out, level, workers)
     state = _BlobState(members, min_chunk_size)
     owners = _Owners()
