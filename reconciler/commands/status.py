@@ -176,7 +176,11 @@ def status_text(report: StatusReport, now: float) -> str:
             ],
         )
     if report.quarantined:
-        lines += ["", "quarantined (acceld retry KEY, or a policy change, releases them):"]
+        lines += [
+            "",
+            "quarantined (a policy change releases them; acceld retry KEY or --all once the "
+            "image or the setting named is fixed):",
+        ]
         lines += _table(
             ("KEY", "SINCE", "ATTEMPTS", "REASON"),
             [

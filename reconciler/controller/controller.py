@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from reconciler.controller.quarantine_hints import quarantine_reason
 from reconciler.controller.reconcile import Outcome, Reconciler, is_terminal, is_transient
 from reconciler.observability.logs import log_context
 from reconciler.observability.metrics import Metrics
@@ -189,6 +190,7 @@ class Controller:
         reason = f"{type(exc).__name__}: {exc}"
         fmt = lease.key.format
         if is_terminal(exc):
+            reason = quarantine_reason(exc)
             kept = self._keys.quarantine(lease, reason)
             self._metrics.conversion_finished(fmt, "terminal", seconds)
             log.error("quarantined", extra={"reason": reason})
