@@ -143,7 +143,8 @@ class KeyValueFormatter(logging.Formatter):
         exception = _exception_text(record)
         if exception:
             pairs.append(("exception", exception))
-        return " ".join(f"{key}={_text_value(value)}" for key, value in pairs)
+        # A field with no value (`tag` of a push by digest) is left out, not written as None.
+        return " ".join(f"{key}={_text_value(value)}" for key, value in pairs if value is not None)
 
 
 class JsonFormatter(logging.Formatter):
