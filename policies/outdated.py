@@ -20,6 +20,7 @@ from harbor_api.annotations import (
     DRIVER_VERSION,
     SOURCE_DIGEST,
 )
+from harbor_api.version import ACCELD_VERSION
 from policies.model import RELEASE, LayerOptions, Reconvert, ReconvertMode
 from policies.observed import classify_annotations
 
@@ -103,6 +104,12 @@ def outdated_reason(rule: Reconvert, producer: Producer, wanted_options: str) ->
     ):
         return f"made by acceld {producer.driver_version}, older than {rule.version}"
     return None
+
+
+def made_by_this_acceld(producer: Producer, wanted_options: str) -> bool:
+    """Whether the copy is what this acceld makes with the wanted options: never outdated
+    (else a rule such as `driver-older-than` a future version would replace it for ever)."""
+    return producer.driver_version == ACCELD_VERSION and producer.options_digest == wanted_options
 
 
 def first_outdated_reason(

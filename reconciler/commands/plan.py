@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from reconciler.commands.output_option import chosen_output, output_option
 from reconciler.commands.scan_errors import scan_errors_json, scan_errors_text
 from reconciler.commands.wording import plural
 from reconciler.config import load_config
+from reconciler.controller.outdated import OutdatedCopy, outdated_copies
 from reconciler.controller.scan import FULL, ScanReport, scan
 from reconciler.service.backfill import select_policies
 from reconciler.service.runtime import open_runtime
@@ -43,6 +45,35 @@ def plan_json(report: ScanReport, policies: tuple[Policy, ...]) -> dict[str, Any
         ],
         "scan_errors": scan_errors_json(report.errors),
     }
+
+
+def outdated_json(outdated: list[OutdatedCopy]) -> dict[str, Any]:
+    """Copies made by an older acceld or with other options; `replaced` when a policy's
+    `reconvert` makes the reconciler replace them."""
+    return {
+        "outdated": [
+            {
+                "repository": o.repository,
+                "digest": o.original,
+                "copy": o.copy,
+                "format": o.format,
+                "policies": list(o.policies),
+                "reason": o.reason,
+                "replaced": o.replaced,
+            }
+            for o in outdated
+        ]
+    }
+
+
+def outdated_text(outdated: list[OutdatedCopy]) -> list[str]:
+    if not outdated:
+        return []
+    lines = ["", f"{'OUTDATED COPY':<40} {'FORMAT':<10} {'REPLACED':<9} REASON"]
+    for o in outdated:
+        where = f"{o.repository}@{o.copy[:19]}"
+        lines.append(f"{where:<40} {o.format:<10} {'yes' if o.replaced else 'no':<9} {o.reason}")
+    return lines
 
 
 def plan_table(report: ScanReport, policies: tuple[Policy, ...]) -> str:
@@ -92,9 +123,12 @@ def plan_command(config_file: Path | None, policy: str | None, output: str | Non
     try:
         runtime.source.verify()
         report = scan(runtime.source, policies, runtime.referrer_formats, kind=FULL)
+        outdated = outdated_copies(
+            runtime.source, policies, runtime.referrer_formats, datetime.now(UTC)
+        )
     finally:
         runtime.close()
     if chosen_output(output) == "json":
-        click.echo(json.dumps(plan_json(report, policies), indent=2))
+        click.echo(json.dumps({**plan_json(report, policies), **outdated_json(outdated)}, indent=2))
     else:
-        click.echo(plan_table(report, policies))
+        click.echo("\n".join([plan_table(report, policies), *outdated_text(outdated)]))

@@ -18,10 +18,9 @@ from typing import Literal, Protocol
 from converters.limits import LayerLimits
 from harbor_api.errors import AcceldError, DigestMismatch, PermanentError, RegistryError
 from harbor_api.oci import Platform
-from harbor_api.version import ACCELD_VERSION
 from policies.desired import FormatWanted, Original, desired_formats, is_never_original, next_due
 from policies.model import Policy, ReconvertMode
-from policies.outdated import Producer, first_outdated_reason, options_digest
+from policies.outdated import first_outdated_reason, made_by_this_acceld, options_digest
 from reconciler.controller.observed_formats import ReferrerCopy
 from reconciler.conversion.disk_budget import DiskBudget, Reservation, WorkDirBusy, space_needed
 from reconciler.conversion.image_conversion import ConversionResult
@@ -180,7 +179,7 @@ class Reconciler:
         outdated: dict[str, str] = {}
         for copy in self.referrer_formats.copies(key.repository, key.digest, key.format):
             reason = None
-            if copy.producer is not None and not _made_now(copy.producer, wanted):
+            if copy.producer is not None and not made_by_this_acceld(copy.producer, wanted):
                 reason = first_outdated_reason(want.reconvert, copy.producer, wanted)
             if reason is not None:
                 outdated[copy.digest] = reason
@@ -232,8 +231,3 @@ class Reconciler:
             return self.images.convert(
                 key.repository, key.digest, key.format, options, want.tags, room
             )
-
-
-def _made_now(producer: Producer, wanted_options: str) -> bool:
-    """Whether this acceld, with the wanted options, made the copy."""
-    return producer.driver_version == ACCELD_VERSION and producer.options_digest == wanted_options

@@ -27,6 +27,7 @@ from policies.glob import any_match
 from policies.match import policy_matches_project
 from policies.model import Policy
 from reconciler.controller.observed_formats import ReferrerFormats
+from reconciler.controller.outdated import replaced_formats
 from reconciler.controller.sources import Candidate, Source, UnreadableImage
 from reconciler.observability.metrics import SCAN_ERROR_KINDS
 from reconciler.state.clock import Clock, SystemClock
@@ -223,7 +224,9 @@ def _judge(
     observed = referrer_formats.observed(
         original.repository, original.digest, candidate.accessories
     )
-    missing = missing_formats(desired, observed)
+    missing = missing_formats(desired, observed) + replaced_formats(
+        original.repository, original.digest, desired, observed, referrer_formats
+    )
     if missing and candidate.accessories is not None:
         # Harbor's list does not show layers: read the manifest of an image that would be
         # converted, once (its classification is cached for ever), to leave alone one that
