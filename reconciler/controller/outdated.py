@@ -41,18 +41,38 @@ class OutdatedCopy:
 def outdated_copies(
     source: Source, policies: Sequence[Policy], referrer_formats: ReferrerFormats, now: datetime
 ) -> list[OutdatedCopy]:
+    """Every outdated copy of an original some policy wants; what cannot be read is skipped
+    (the plan's scan reports it)."""
     found: list[OutdatedCopy] = []
     for project in source.projects():
-        for repository in source.repositories(project):
-            for candidate in source.candidates(repository, None):
-                if isinstance(candidate, UnreadableImage):
-                    continue
-                original = candidate.original
-                wanted = desired_formats(policies, original, now)
-                try:
-                    found.extend(_of(repository, original.digest, wanted, referrer_formats))
-                except AcceldError:
-                    continue  # plan reports what its scan skipped
+        try:
+            for repository in list(source.repositories(project)):
+                found.extend(_in_repository(source, repository, policies, referrer_formats, now))
+        except AcceldError:
+            continue
+    return found
+
+
+def _in_repository(
+    source: Source,
+    repository: str,
+    policies: Sequence[Policy],
+    referrer_formats: ReferrerFormats,
+    now: datetime,
+) -> list[OutdatedCopy]:
+    found: list[OutdatedCopy] = []
+    try:
+        for candidate in source.candidates(repository, None):
+            if isinstance(candidate, UnreadableImage):
+                continue
+            original = candidate.original
+            wanted = desired_formats(policies, original, now)
+            try:
+                found.extend(_of(repository, original.digest, wanted, referrer_formats))
+            except AcceldError:
+                continue
+    except AcceldError:
+        pass
     return found
 
 
