@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 
@@ -82,11 +83,11 @@ def converters_in(work: Path) -> list[int]:
             continue
         try:
             arguments = (entry / "cmdline").read_bytes().split(b"\0")
+            # The child gets descriptors, not paths, and works in its layer directory.
+            where = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if b"reconciler.conversion.layer_process" in arguments and any(
-            str(work).encode() in argument for argument in arguments
-        ):
+        if b"reconciler.conversion.layer_process" in arguments and where.startswith(str(work)):
             found.append(int(entry.name))
     return found
 
