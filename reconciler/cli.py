@@ -81,6 +81,8 @@ cli.add_command(serve_command)
 from reconciler.commands.inspect import inspect_command  # noqa: E402
 
 cli.add_command(inspect_command)
+from reconciler.commands.migrate import migrate_command  # noqa: E402
 from reconciler.commands.prune import prune_command  # noqa: E402
 
 cli.add_command(prune_command)
+cli.add_command(migrate_command)

@@ -164,19 +164,22 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
         raise ConfigError(str(exc)) from None
 
 
-def load_state_dir(path: Path | None, env: Mapping[str, str] | None = None) -> Path:
-    """Only the state directory: what `status` and `retry` need, without reading any secret
-    (an operator's shell does not have the daemon's credentials)."""
+def load_state_settings(path: Path | None, env: Mapping[str, str] | None = None) -> StateSettings:
+    """Only where the state lives: what status, retry and migrate need. Of the secrets, only
+    the state DSN is read (an operator's shell does not have the daemon's credentials)."""
     environ = os.environ if env is None else env
     path = config_path(path, environ)
     data = _read_yaml(path)
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a mapping of settings")
+    fields = Fields(data)
     try:
-        state_dir: str = Fields(data).string("state_dir", DEFAULT_STATE_DIR)
+        state_dir = path.parent / fields.string("state_dir", DEFAULT_STATE_DIR)
+        state_fields = fields.child("state", optional=True)
+        state_fields.raw("cache_ttl")  # the daemon's; read here only so it is not unknown
+        return parse_state(state_fields, environ, path.parent, state_dir)
     except FieldError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    return path.parent / state_dir
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -27,6 +27,9 @@ from reconciler.commands.wording import plural
 from reconciler.config import Config, HarborSettings, load_config
 from reconciler.controller.sources import Source
 from reconciler.service.clients import build_source, harbor_client, registry_client
+from reconciler.state.clock import SystemClock
+from reconciler.state.sqlite_database import STATE_DB
+from reconciler.state_config import SqliteStateSettings, describe_state, open_state
 
 # Harbor serves the referrers API (and answers OCI-Subject) from v2.8 on.
 _MIN_HARBOR = (2, 8)
@@ -133,6 +136,20 @@ def _check_policies(config: Config) -> None:
             )
 
 
+def _check_state(config: Config) -> None:
+    """The state database answers, with a current schema and the privileges acceld needs.
+
+    An SQLite state that does not exist yet is left uncreated: `check` changes nothing.
+    """
+    settings = config.state or SqliteStateSettings(config.state_dir)
+    where = describe_state(settings)
+    if isinstance(settings, SqliteStateSettings) and not (settings.state_dir / STATE_DB).exists():
+        click.echo(f"state {where}: not created yet (the first serve or backfill creates it)")
+        return
+    open_state(settings, SystemClock(), migrate=False).close()
+    click.echo(f"state {where}: schema current, privileges ok")
+
+
 @click.command("check")
 @config_option
 def check_command(config_file: Path | None) -> None:
@@ -146,6 +163,7 @@ def check_command(config_file: Path | None) -> None:
     problems = _check_local(config)
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
+    _check_state(config)
     _check_source(config)
     _check_policies(config)
     if problems:

@@ -161,10 +161,6 @@ def convert_registry_layer(
         # Its blob is gone (the registry's garbage collection): the row is stale, whatever
         # becomes of this conversion.
         cache.forget(job.source.digest, format, options_key)
-    if hit is not None:
-        # Its blob is gone (the registry's garbage collection): the row is stale, whatever
-        # becomes of this conversion.
-        cache.forget(job.source.digest, format, options_key)
     room = room if room is not None else unbounded()
     work_dir.mkdir(parents=True, exist_ok=True)
     with (

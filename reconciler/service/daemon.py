@@ -42,6 +42,7 @@ from reconciler.service.http_server import HttpServer, ServerLimits, ServerTls
 from reconciler.service.metrics_app import MetricsOnlyApp
 from reconciler.service.prune import run_prune
 from reconciler.service.runtime import Runtime, open_runtime, owner_id, reconfigured
+from reconciler.state.leader_election import LeaderElection
 from reconciler.state.workqueue import WorkQueue
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ log = logging.getLogger(__name__)
 # The source counts as reachable while its last successful call is younger than this.
 REACHABLE_WINDOW_SECONDS = 300.0
 PROBE_INTERVAL_SECONDS = 60
+SCAN_LEADER = "scan"
 RETENTION_INTERVAL_SECONDS = 3600
 
 
@@ -109,6 +111,8 @@ class Daemon:
         self.runtime: Runtime = open_runtime(config, collector)
         self.metrics = self.runtime.metrics
         self.queue = WorkQueue(self.runtime.store.queue, owner_id("serve"), self.runtime.clock)
+        # Several hosts may share one state database: one of them at a time runs the scans.
+        self.scan_leader = LeaderElection(self.runtime.store.leaders, SCAN_LEADER, self.queue.owner)
         self.scans = ScanRunner(
             self.runtime.store.scans,
             self.queue,
@@ -184,6 +188,9 @@ class Daemon:
 
     def run_scan(self, kind: str) -> None:
         """A scheduled scan: enqueue what is missing. Never converts."""
+        if not self.scan_leader.leading():
+            log.info("scan left to the leader", extra={"scan": kind})
+            return
         if not self._scan_lock.acquire(blocking=False):
             log.info("scan skipped", extra={"scan": kind, "reason": "another scan is running"})
             return
@@ -322,6 +329,7 @@ class Daemon:
             max_instances=1,
             coalesce=True,
         )
+        self.scan_leader.start()
         self.scheduler.start()
         self.controller.start()
         log.info("serving", extra={"url": self.http.url, "workers": self.config.workers})
@@ -429,6 +437,7 @@ class Daemon:
         if self.metrics_http is not None:
             self.metrics_http.stop()
         self.scheduler.shutdown(wait=False)
+        self.scan_leader.stop()
         deadline = time.monotonic() + self.grace_seconds
         unfinished = self.controller.stop(deadline)
         scan_over = self._scan_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))

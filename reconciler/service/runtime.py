@@ -27,9 +27,8 @@ from reconciler.conversion.work_area import own_area
 from reconciler.observability.metrics import Metrics
 from reconciler.service.clients import build_source
 from reconciler.state.clock import Clock, SystemClock
-from reconciler.state.sqlite_database import state_db_path
-from reconciler.state.sqlite_state import open_sqlite_state
 from reconciler.state.store import StateStore
+from reconciler.state_config import SqliteStateSettings, open_state
 
 
 def owner_id(role: str) -> str:
@@ -38,7 +37,7 @@ def owner_id(role: str) -> str:
 
 
 def open_store(config: Config, clock: Clock) -> StateStore:
-    return open_sqlite_state(state_db_path(config.state_dir, must_exist=False), clock)
+    return open_state(config.state or SqliteStateSettings(config.state_dir), clock)
 
 
 @dataclass(frozen=True)
