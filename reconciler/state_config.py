@@ -4,6 +4,7 @@
       backend: postgresql            # or sqlite (the default): state_dir/state.db, one host
       dsn_credential: acceld-state   # or dsn_file / dsn_env: a libpq DSN, a secret
       pool_size: 10                  # connections per process at most
+      lease_period: 60s              # a dead host's keys and scan lead come back after this
 
 The DSN may hold a password, so it is a secret like any other (`reconciler.secrets`): it comes
 from a file, the environment or a systemd credential, and never shows in errors or logs.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from policies.fields import FieldError, Fields
@@ -26,7 +28,13 @@ from reconciler.state.store import StateStore
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
-_DSN_KEYS = ("dsn_file", "dsn_env", "dsn_credential")
+_POSTGRESQL_KEYS = ("dsn_file", "dsn_env", "dsn_credential", "pool_size", "lease_period")
+DEFAULT_LEASE_SECONDS = 60.0
+MIN_LEASE_SECONDS = 4
+MAX_LEASE_SECONDS = 3600
+RENEWALS_PER_LEASE = 4
+"""A holder renews its leases four times per lease period: three renewals may fail (a database
+restart, a slow query) before another host takes over."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +52,9 @@ class PostgresStateSettings:
     """The libpq connection string or postgresql:// URI (it may hold the password)."""
     pool_size: int = 10
     """Connections one process keeps at most."""
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    """`lease_period`: how long a key or the scan lead stays with a holder that stopped renewing
+    it; a dead host's keys wait this long before another host takes them."""
 
 
 StateSettings = SqliteStateSettings | PostgresStateSettings
@@ -55,7 +66,7 @@ def parse_state(
     """The `state:` section (`fields`, empty when absent); secret files are relative to `base`."""
     backend = fields.string("backend", SQLITE)
     if backend == SQLITE:
-        given = [key for key in _DSN_KEYS if fields.has(key)]
+        given = [key for key in _POSTGRESQL_KEYS if fields.has(key)]
         if given:
             raise FieldError(fields.where(given[0]), "is for backend postgresql only")
         fields.done()
@@ -68,9 +79,36 @@ def parse_state(
             fields.path or "state",
             "backend postgresql needs dsn_file, dsn_env or dsn_credential",
         )
-    settings = PostgresStateSettings(dsn, fields.integer("pool_size", 10, low=2, high=200))
+    settings = PostgresStateSettings(
+        dsn,
+        fields.integer("pool_size", 10, low=2, high=200),
+        _lease_seconds(fields),
+    )
     fields.done()
     return settings
+
+
+def _lease_seconds(fields: Fields) -> float:
+    seconds = fields.duration("lease_period", timedelta(seconds=DEFAULT_LEASE_SECONDS))
+    if not MIN_LEASE_SECONDS <= seconds.total_seconds() <= MAX_LEASE_SECONDS:
+        raise FieldError(
+            fields.where("lease_period"),
+            f"expected {MIN_LEASE_SECONDS}s to {MAX_LEASE_SECONDS // 60}m, "
+            f"got {seconds.total_seconds():g}s",
+        )
+    return seconds.total_seconds()
+
+
+def lease_seconds(settings: StateSettings | None) -> float:
+    """How long a lease (a key, the scan lead) outlives its holder's last renewal."""
+    if isinstance(settings, PostgresStateSettings):
+        return settings.lease_seconds
+    return DEFAULT_LEASE_SECONDS
+
+
+def renew_seconds(settings: StateSettings | None) -> float:
+    """How often a holder renews its leases."""
+    return lease_seconds(settings) / RENEWALS_PER_LEASE
 
 
 def open_state(
@@ -85,7 +123,9 @@ def open_state(
     if isinstance(settings, SqliteStateSettings):
         return open_sqlite_state(state_db_path(settings.state_dir, must_exist=must_exist), clock)
     location = PostgresLocation(settings.dsn.reveal(), pool_size=settings.pool_size)
-    return open_postgres_state(location, clock, migrate_schema=migrate)
+    return open_postgres_state(
+        location, clock, migrate_schema=migrate, lease_seconds=settings.lease_seconds
+    )
 
 
 def describe_state(settings: StateSettings) -> str:

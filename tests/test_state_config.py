@@ -7,12 +7,15 @@ from pathlib import Path
 import pytest
 
 from policies.fields import FieldError, Fields
+from reconciler.state.keys import Key
 from reconciler.state_config import (
     PostgresStateSettings,
     SqliteStateSettings,
     describe_state,
+    lease_seconds,
     open_state,
     parse_state,
+    renew_seconds,
 )
 from tests.support.clock import FakeClock
 from tests.support.postgres_server import RunningPostgres
@@ -36,6 +39,7 @@ def test_postgresql_takes_its_dsn_from_a_secret_and_never_shows_it() -> None:
     assert isinstance(settings, PostgresStateSettings)
     assert settings.dsn.reveal() == DSN
     assert settings.pool_size == 10
+    assert lease_seconds(settings) == 60.0
     assert "s3cret" not in repr(settings)
     assert describe_state(settings) == "postgresql://db.example:5433/acceld"
 
@@ -53,6 +57,14 @@ def test_a_dsn_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
     assert (settings.dsn.reveal(), settings.pool_size) == (DSN, 4)
 
 
+def test_a_shorter_lease_period_makes_holders_renew_four_times_per_period() -> None:
+    section = {"backend": "postgresql", "dsn_env": "ACCELD_DSN", "lease_period": "8s"}
+    settings = _parse(section, {"ACCELD_DSN": DSN})
+    assert isinstance(settings, PostgresStateSettings)
+    assert (lease_seconds(settings), renew_seconds(settings)) == (8.0, 2.0)
+    assert (lease_seconds(None), renew_seconds(SqliteStateSettings(Path("/s")))) == (60.0, 15.0)
+
+
 @pytest.mark.parametrize(
     ("section", "message"),
     [
@@ -64,6 +76,15 @@ def test_a_dsn_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
             {"backend": "postgresql", "dsn_env": "ACCELD_DSN", "pool_size": 1},
             "state.pool_size: expected 2 to 200, got 1",
         ),
+        (
+            {"backend": "postgresql", "dsn_env": "ACCELD_DSN", "lease_period": "2s"},
+            "state.lease_period: expected 4s to 60m, got 2s",
+        ),
+        (
+            {"backend": "postgresql", "dsn_env": "ACCELD_DSN", "lease_period": "2h"},
+            "state.lease_period: expected 4s to 60m, got 7200s",
+        ),
+        ({"lease_period": "10s"}, "state.lease_period: is for backend postgresql only"),
         ({"backend": "postgresql", "dsn_env": "UNSET"}, "environment variable UNSET is not set"),
         ({"backend": "sqlite", "pool": 3}, "state.pool: unknown key"),
     ],
@@ -82,8 +103,12 @@ def test_open_state_opens_the_configured_backend(tmp_path: Path, postgres: Runni
     assert (tmp_path / "state" / "state.db").is_file()
     sqlite.close()
     dsn = postgres.dsn(postgres.create_database())
-    settings = _parse({"backend": "postgresql", "dsn_env": "DSN"}, {"DSN": dsn})
+    section = {"backend": "postgresql", "dsn_env": "DSN", "lease_period": "8s"}
+    settings = _parse(section, {"DSN": dsn})
     assert isinstance(settings, PostgresStateSettings)
     shared = open_state(settings, FakeClock())
     assert shared.queue.counts().pending == 0
+    shared.queue.add(Key("library/app", "sha256:" + "cd" * 32, "estargz"), 0.0)
+    (lease,) = shared.queue.lease("serve:host-a:7:abcd", 1)
+    assert lease.expires_at - lease.leased_at == 8.0
     shared.close()

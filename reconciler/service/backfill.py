@@ -25,6 +25,7 @@ from reconciler.controller.scan_runner import ScanRunner, plan_key
 from reconciler.service.runtime import Runtime, owner_id
 from reconciler.state.keys import Key
 from reconciler.state.workqueue import WorkQueue
+from reconciler.state_config import renew_seconds
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,13 @@ def run_backfill(
 ) -> BackfillSummary:
     policies = select_policies(runtime.config.policies, policy)
     runtime.source.verify()
-    queue = WorkQueue(runtime.store.queue, owner_id("backfill"), runtime.clock, poll_seconds=0.5)
+    queue = WorkQueue(
+        runtime.store.queue,
+        owner_id("backfill"),
+        runtime.clock,
+        poll_seconds=0.5,
+        heartbeat_seconds=renew_seconds(runtime.config.state),
+    )
     scans = ScanRunner(
         runtime.store.scans,
         queue,

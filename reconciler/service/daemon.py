@@ -44,6 +44,7 @@ from reconciler.service.prune import run_prune
 from reconciler.service.runtime import Runtime, open_runtime, owner_id, reconfigured
 from reconciler.state.leader_election import LeaderElection
 from reconciler.state.workqueue import WorkQueue
+from reconciler.state_config import lease_seconds, renew_seconds
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -110,9 +111,21 @@ class Daemon:
         self.grace_seconds = grace_seconds
         self.runtime: Runtime = open_runtime(config, collector)
         self.metrics = self.runtime.metrics
-        self.queue = WorkQueue(self.runtime.store.queue, owner_id("serve"), self.runtime.clock)
+        renew = renew_seconds(config.state)
+        self.queue = WorkQueue(
+            self.runtime.store.queue,
+            owner_id("serve"),
+            self.runtime.clock,
+            heartbeat_seconds=renew,
+        )
         # Several hosts may share one state database: one of them at a time runs the scans.
-        self.scan_leader = LeaderElection(self.runtime.store.leaders, SCAN_LEADER, self.queue.owner)
+        self.scan_leader = LeaderElection(
+            self.runtime.store.leaders,
+            SCAN_LEADER,
+            self.queue.owner,
+            lease_seconds=lease_seconds(config.state),
+            renew_seconds=renew,
+        )
         self.scans = ScanRunner(
             self.runtime.store.scans,
             self.queue,
