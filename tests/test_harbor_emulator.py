@@ -19,7 +19,14 @@ from tests.support.harbor_emulator import (
     RunningHarbor,
     harbor_session,
 )
-from tests.support.images import push_artifact, push_image, push_index
+from tests.support.images import (
+    OCI_MANIFEST,
+    Entry,
+    push_artifact,
+    push_image,
+    push_index,
+    push_manifest,
+)
 from tests.support.registry_server import RunningRegistry
 from tests.support.swagger_contract import contract_checked_harbor
 
@@ -373,3 +380,70 @@ def test_acceld_registry_client_pushes_a_referrer_through_the_token_flow(
     assert pushed.oci_subject == original.digest
     assert [d.digest for d in client.referrers("apps/web", original.digest)] == [pushed.digest]
     assert harbor.emulator.calls["token"] >= 1
+
+
+def test_deleting_an_artifact_deletes_its_accessories_and_untagged_children_as_harbor_does(
+    harbor: RunningHarbor, admin: requests.Session
+) -> None:
+    harbor.emulator.state.add_project("cas")
+    url, repository = harbor.url, "cas/app"
+    signature_type = "application/vnd.dev.cosign.artifact.sig.v1+json"
+
+    def accessory(subject: Any) -> Any:
+        return push_artifact(
+            url,
+            repository,
+            "",
+            signature_type,
+            "application/octet-stream",
+            b"sig",
+            subject=subject_of(subject),
+            session=admin,
+        )
+
+    image = push_image(url, repository, "1.0", session=admin)
+    signature = accessory(image)
+    countersignature = accessory(signature)
+    index, children = push_index(
+        url, repository, "multi", ["linux/amd64", "linux/arm64/v8"], session=admin
+    )
+    child_signature = accessory(children[0])
+    tagged = children[1]
+    assert (
+        push_manifest(
+            url, repository, "arm", json.dumps(tagged.manifest).encode(), tagged.media_type, admin
+        )
+        == tagged.digest
+    )
+    kept = push_image(url, repository, "2.0", [[Entry("k", data=b"kept")]], session=admin)
+    kept_signature = accessory(kept)
+    artifacts = api(harbor, "/projects/cas/repositories/app/artifacts")
+
+    refused = admin.delete(f"{artifacts}/{children[0].digest}", timeout=10)
+    assert refused.status_code == 412
+    assert refused.json()["errors"][0]["code"] == "VIOLATE_FOREIGN_KEY_CONSTRAINT"
+    assert admin.delete(f"{artifacts}/1.0", timeout=30).status_code == 200
+    assert admin.delete(f"{artifacts}/{index.digest}", timeout=30).status_code == 200
+    assert admin.delete(f"{artifacts}/{index.digest}", timeout=10).status_code == 404
+
+    state = harbor.emulator.state
+    assert {r.digest for r in state.in_repository(repository)} == {
+        kept.digest,
+        kept_signature.digest,
+        tagged.digest,
+    }
+    upstream = harbor.emulator.registry_url
+    accept = {"Accept": f"{OCI_MANIFEST},application/vnd.oci.image.index.v1+json"}
+
+    def status(digest: str) -> int:
+        answer = requests.head(
+            f"{upstream}/v2/{repository}/manifests/{digest}", headers=accept, timeout=10
+        )
+        return answer.status_code
+
+    for gone in (image, signature, countersignature, index, children[0], child_signature):
+        assert status(gone.digest) == 404
+    for stays in (kept, kept_signature, tagged):
+        assert status(stays.digest) == 200
+    tags = requests.get(f"{upstream}/v2/{repository}/tags/list", timeout=10).json()["tags"]
+    assert sorted(tags) == ["2.0", "arm"]

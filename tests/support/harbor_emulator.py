@@ -170,6 +170,7 @@ class ApiCall:
     args: Mapping[str, str]
     headers: Mapping[str, str]
     body: bytes
+    request_id: str = ""
 
 
 Answer = tuple[int, Any, dict[str, str]]
@@ -335,6 +336,58 @@ class HarborState:
     def in_repository(self, repository: str) -> list[ArtifactRecord]:
         with self.lock:
             return list(self.artifacts.get(repository, {}).values())
+
+    def delete_deeply(self, repository: str, digest: str) -> list[ArtifactRecord]:
+        """What Harbor's artifact controller does when an artifact is deleted (`deleteDeeply`,
+        reference/harbor.md §2.3); the deleted records, the root last.
+
+        Its hard accessories go with it, and their accessories; its index children go unless
+        tagged or listed by another index. An accessory that another index lists loses its
+        link to the subject and stays. A root another index lists is refused (412).
+        """
+        with self.lock:
+            deleted: list[ArtifactRecord] = []
+            self._delete_deeply(repository, digest, deleted, root=True, accessory=False)
+            return deleted
+
+    def _delete_deeply(
+        self,
+        repository: str,
+        digest: str,
+        deleted: list[ArtifactRecord],
+        *,
+        root: bool,
+        accessory: bool,
+    ) -> None:
+        records = self.artifacts.get(repository, {})
+        record = records.get(digest)
+        if record is None:
+            if root and not accessory:
+                raise HarborHttpError(404, "NOT_FOUND", f"artifact {repository}@{digest} not found")
+            return
+        if accessory:
+            record.subject, record.accessory_type = None, ""
+        if not root and record.tags:
+            return
+        if any(digest in (c for c, _ in parent.children) for parent in records.values()):
+            if root and not accessory:
+                raise HarborHttpError(
+                    412,
+                    "VIOLATE_FOREIGN_KEY_CONSTRAINT",
+                    "the deleting artifact is referenced by others",
+                )
+            return
+        for linked in sorted((a for a in records.values() if a.subject == digest), key=_by_id):
+            self._delete_deeply(repository, linked.digest, deleted, root=True, accessory=True)
+        children, record.children = record.children, []
+        for child, _ in children:
+            self._delete_deeply(repository, child, deleted, root=False, accessory=False)
+        del records[digest]
+        deleted.append(record)
+
+
+def _by_id(record: ArtifactRecord) -> int:
+    return record.id
 
 
 class _Pages:
@@ -564,7 +617,7 @@ class HarborEmulator:
         name, params = route
         self.calls[name] += 1
         handler: Callable[..., Answer] = getattr(self, f"_op_{name}")
-        return handler(ApiCall(who, args, headers, body), **params)
+        return handler(ApiCall(who, args, headers, body, request_id), **params)
 
     def _op_ping(self, call: ApiCall) -> Answer:
         return 200, "Pong", {}
@@ -688,6 +741,28 @@ class HarborEmulator:
         full = self._repository(call.who, project, repository, "read")
         with self.state.lock:
             return 200, self._artifact_json(self._find_artifact(full, reference), call.args), {}
+
+    def _op_artifact_delete(
+        self, call: ApiCall, project: str, repository: str, reference: str
+    ) -> Answer:
+        """`deleteArtifact`: the artifact, its accessories and children as Harbor deletes
+        them (`HarborState.delete_deeply`), each gone from the registry as well."""
+        full = self._repository(call.who, project, repository, "delete")
+        with self.state.lock:
+            deleted = self.state.delete_deeply(full, self._find_artifact(full, reference).digest)
+        self._forget_upstream(full, deleted)
+        self._fire_deleted(deleted[-1], call.who.name, call.request_id)
+        return 200, None, {}
+
+    def _forget_upstream(self, repository: str, deleted: Iterable[ArtifactRecord]) -> None:
+        """Harbor answers 404 for an artifact it deleted until its GC frees the blobs; here the
+        registry behind forgets the manifest (and with it its tags) at once."""
+        for record in deleted:
+            answer = self._upstream.delete(
+                f"{self.registry_url}/v2/{repository}/manifests/{record.digest}", timeout=30
+            )
+            if answer.status_code not in (202, 404):
+                answer.raise_for_status()
 
     def _op_accessories(
         self, call: ApiCall, project: str, repository: str, reference: str
@@ -1099,14 +1174,19 @@ class HarborEmulator:
     def _after_manifest_delete(
         self, name: str, digest: str, headers: Mapping[str, str], extra: dict[str, str]
     ) -> None:
-        with self.state.lock:
-            record = self.state.artifacts.get(name, {}).pop(digest, None)
-        if record is not None:
-            # Harbor names the first tag the artifact had, else its digest.
-            reference = min(record.tags, default=record.digest)
-            self._fire(
-                "DELETE_ARTIFACT", record, reference, self._operator(headers), extra["X-Request-Id"]
-            )
+        """Harbor's registry DELETE goes through the same `deleteDeeply` as the REST one."""
+        try:
+            deleted = self.state.delete_deeply(name, digest)
+        except HarborHttpError:
+            return  # pushed past Harbor, or listed by an index: only the registry's copy went
+        self._forget_upstream(name, deleted[:-1])
+        self._fire_deleted(deleted[-1], self._operator(headers), extra["X-Request-Id"])
+
+    def _fire_deleted(self, record: ArtifactRecord, operator: str, request_id: str) -> None:
+        """DELETE_ARTIFACT for the root only, not for what went with it; Harbor names the
+        first tag the artifact had, else its digest."""
+        reference = min(record.tags, default=record.digest)
+        self._fire("DELETE_ARTIFACT", record, reference, operator, request_id)
 
     def _operator(self, headers: Mapping[str, str]) -> str:
         auth = headers.get("Authorization", "")
@@ -1324,6 +1404,11 @@ _ROUTES: list[tuple[str, tuple[str, ...], str]] = [
         "artifact",
     ),
     (
+        "DELETE",
+        ("projects", "{project}", "repositories", "{repository}", "artifacts", "{reference}"),
+        "artifact_delete",
+    ),
+    (
         "GET",
         (
             "projects",
@@ -1372,6 +1457,7 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     409: "Conflict",
+    412: "Precondition Failed",
     422: "Unprocessable Entity",
     500: "Internal Server Error",
 }
