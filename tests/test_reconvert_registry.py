@@ -19,6 +19,7 @@ from tests.support.images import Entry, push_image, sample_layers
 from tests.support.registry_server import RunningRegistry, start_registry
 
 REPO = "rc/app"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 
 @pytest.fixture(scope="module")
@@ -45,18 +46,39 @@ def _config(tmp: Path, host: str, level: int, reconvert: str) -> Path:
     return registry_config(tmp, host, _policies(level, reconvert))
 
 
+def _accelerated(index: dict[str, Any]) -> int:
+    return sum(1 for m in index["manifests"] if DRIVER_NAME in m.get("annotations", {}))
+
+
 def _accelerated_referrers(url: str, digest: str) -> int | None:
-    """Copies listed in the fallback index; None for a read the registry failed: distribution's
-    filesystem driver rewrites a tag's link in place, so a read racing a tag update may find
-    nothing (this is about the registry, not about what is listed)."""
+    """Copies listed in the fallback index; None for the one failure a read may meet while the
+    index is rewritten, and only that one: distribution 2.8's filesystem driver rewrites a tag's
+    link file in place (truncate, then write), so a read racing the rewrite finds an empty
+    link and answers 500 UNKNOWN. Any other answer (a 404: the index is gone) fails the test."""
     answer = requests.get(
         f"{url}/v2/{REPO}/manifests/sha256-{digest[7:]}",
-        headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+        headers={"Accept": OCI_INDEX},
         timeout=10,
     )
-    if answer.status_code != 200:
+    if answer.status_code == 500:
+        assert [e["code"] for e in answer.json()["errors"]] == ["UNKNOWN"], answer.text
         return None
-    return sum(1 for m in answer.json()["manifests"] if DRIVER_NAME in m.get("annotations", {}))
+    assert answer.status_code == 200, (answer.status_code, answer.text)
+    return _accelerated(answer.json())
+
+
+def _every_version_of_the_fallback_index(registry: RunningRegistry, digest: str) -> list[str]:
+    """Every digest the fallback tag of `digest` ever named: distribution keeps a tag's history
+    under `_manifests/tags/<tag>/index/`, and a manifest read by digest never races a rewrite;
+    so the moments the poll could not see are checked too."""
+    history = (
+        registry.root
+        / "data/docker/registry/v2/repositories"
+        / REPO
+        / "_manifests/tags"
+        / f"sha256-{digest[7:]}/index/sha256"
+    )
+    return ["sha256:" + path.name for path in history.iterdir()]
 
 
 def test_changed_options_replace_each_copy_and_a_reader_always_finds_one(
@@ -85,26 +107,46 @@ def test_changed_options_replace_each_copy_and_a_reader_always_finds_one(
 
     renewed = _config(tmp_path / "c", own_registry.host, 6, "options-changed")
     seen: list[int] = []
+    raced: list[str] = []
     stop = threading.Event()
 
     def poll() -> None:
         while not stop.is_set():
             for image in images:
                 count = _accelerated_referrers(url, image.digest)
-                if count is not None:
+                if count is None:
+                    raced.append(image.digest)
+                else:
                     seen.append(count)
 
-    reader = threading.Thread(target=poll)
+    failures: list[BaseException] = []
+
+    def poll_until_stopped() -> None:
+        try:
+            poll()
+        except BaseException as exc:
+            failures.append(exc)
+            raise
+
+    reader = threading.Thread(target=poll_until_stopped)
     reader.start()
     try:
         done = acceld("backfill", "--config", str(renewed), "--output", "json")
     finally:
         stop.set()
         reader.join()
+    assert failures == []
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["converged"] is True
     assert seen
     assert min(seen) >= 1
+    # A raced read hides one moment of one rewrite; every version ever written is read here.
+    assert len(raced) < len(seen)
+    for image in images:
+        versions = _every_version_of_the_fallback_index(own_registry, image.digest)
+        assert len(versions) >= 3  # the old copy; old and new; the new one
+        for version in versions:
+            assert _accelerated(pull_manifest(url, REPO, version).json) >= 1, version
     for image in images:
         [new] = fallback_referrers(url, REPO, image.digest)
         assert new != old[image.digest][0]
