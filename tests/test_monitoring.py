@@ -197,3 +197,19 @@ def test_dashboard_shows_the_process_and_its_disk() -> None:
         "acceld_work_dir_budget_bytes",
     ):
         assert metric in queried
+
+
+def test_dashboard_shows_prunes_replacements_and_trimmed_state_rows() -> None:
+    dashboard: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    lifecycle = {
+        target["expr"]
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        if re.search(
+            r"acceld_(pruned_copies|replaced_copies|state_rows_trimmed)_total", target["expr"]
+        )
+    }
+    assert len(lifecycle) == 3
+    assert all('instance=~"$instance"' in expr for expr in lifecycle)
+    (replaced,) = [expr for expr in lifecycle if "replaced" in expr]
+    assert 'format=~"$format"' in replaced
