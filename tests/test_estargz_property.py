@@ -22,7 +22,9 @@ _NAMES = st.lists(_COMPONENTS, min_size=1, max_size=3).map("/".join)
 def layers(draw: st.DrawFn) -> list[Item]:
     items: list[Item] = []
     files: list[str] = []
-    for name in draw(st.lists(_NAMES, min_size=1, max_size=12)):
+    # Unique names: a later entry of the same name would replace a hardlink's target (or the
+    # hardlink itself), which the converter rightly refuses; duplicates are tested on their own.
+    for name in draw(st.lists(_NAMES, min_size=1, max_size=12, unique=True)):
         kind = draw(st.sampled_from(["file", "dir", "symlink", "hardlink", "fifo", "char"]))
         common = {
             "mode": draw(st.sampled_from([0o644, 0o755, 0o4755, 0o1777, 0o2750, 0o600])),

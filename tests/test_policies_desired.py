@@ -28,7 +28,7 @@ from policies.desired import (
 )
 from policies.load import parse_policies
 from policies.match import policy_matches, policy_matches_project
-from policies.model import FormatOptions, Policy
+from policies.model import FormatOptions, Policy, Reconvert
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 DIGEST = "sha256:" + "a" * 64
@@ -84,7 +84,11 @@ def test_desired_formats_is_the_union_over_matching_enabled_policies() -> None:
     wanted = desired_formats(policies, _original(tags=("v1", "latest")), NOW)
     assert wanted == {
         "estargz": FormatWanted(
-            "estargz", FormatOptions("-esgz"), ("all", "releases"), ("v1", "latest")
+            "estargz",
+            FormatOptions("-esgz"),
+            ("all", "releases"),
+            ("v1", "latest"),
+            (Reconvert(), Reconvert()),
         )
     }
 
