@@ -20,10 +20,13 @@ from reconciler.controller.quarantine_hints import quarantine_reason
 from reconciler.controller.reconcile import Outcome, Reconciler, is_terminal, is_transient
 from reconciler.observability.logs import log_context
 from reconciler.observability.metrics import Metrics
-from reconciler.state.store import KeyQueue, Lease
+from reconciler.state.store import KeyQueue, Lease, StateError
 from reconciler.state.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
+
+STATE_RETRY_SECONDS = 1.0
+"""How long a worker waits before it tries an unreachable state database again."""
 
 Status = Literal["done", "wait", "retry", "quarantined", "lost"]
 
@@ -121,20 +124,41 @@ class Controller:
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         name = threading.current_thread().name
         while not self._stopping.is_set() and not self._finished():
-            lease = self._queue.get(timeout=1.0)
-            if lease is None:
-                if self._on_idle is not None:
-                    self._on_idle()
-                continue
-            with self._lock:
-                self._current[name] = lease
+            # An unreachable state database (a restart, a failover) must not end the worker.
             try:
-                worked = self.work(lease, self._reconciler())
-            finally:
-                with self._lock:
-                    self._current.pop(name, None)
-            if self._on_worked is not None:
-                self._on_worked(worked)
+                self._work_next(name)
+            except StateError as exc:
+                log.warning("worker waits for the state database", extra={"error": str(exc)})
+                self._stopping.wait(STATE_RETRY_SECONDS)
+
+    def _work_next(self, name: str) -> None:
+        lease = self._queue.get(timeout=1.0)
+        if lease is None:
+            if self._on_idle is not None:
+                self._on_idle()
+            return
+        with self._lock:
+            self._current[name] = lease
+        try:
+            worked = self.work(lease, self._reconciler())
+        finally:
+            with self._lock:
+                self._current.pop(name, None)
+        if self._on_worked is not None:
+            self._on_worked(worked)
+
+    def _recorded(self, record: Callable[[], bool]) -> bool:
+        """`record()`, a move of a held key in the queue, retried while the state database
+        cannot be reached: the key must not stay leased to this live process for ever. On stop
+        it is given up (False); the lease then runs out and the key comes back."""
+        while True:
+            try:
+                return record()
+            except StateError as exc:
+                if self._stopping.is_set():
+                    return False
+                log.warning("queue not updated yet; retrying", extra={"error": str(exc)})
+                self._stopping.wait(STATE_RETRY_SECONDS)
 
     def work(self, lease: Lease, reconciler: Reconciler) -> Worked:
         """Reconcile one leased key and move it on in the queue by how that went."""
@@ -148,13 +172,14 @@ class Controller:
                 return self._failed(lease, exc, time.monotonic() - started)
             seconds = time.monotonic() - started
             if outcome.kind == "wait" and outcome.requeue_after is not None:
-                kept = self._keys.requeue_after(lease, outcome.requeue_after)
+                wait_seconds = outcome.requeue_after
+                kept = self._recorded(lambda: self._keys.requeue_after(lease, wait_seconds))
                 log.info(
                     "waiting",
                     extra={"reason": outcome.reason, "seconds": round(outcome.requeue_after)},
                 )
                 return Worked(lease, "wait" if kept else "lost", outcome, seconds=seconds)
-            kept = self._keys.done(lease)
+            kept = self._recorded(lambda: self._keys.done(lease))
             self._report(outcome, key.format, seconds)
             return Worked(lease, "done" if kept else "lost", outcome, seconds=seconds)
 
@@ -191,7 +216,7 @@ class Controller:
         fmt = lease.key.format
         if is_terminal(exc):
             reason = quarantine_reason(exc)
-            kept = self._keys.quarantine(lease, reason)
+            kept = self._recorded(lambda: self._keys.quarantine(lease, reason))
             self._metrics.conversion_finished(fmt, "terminal", seconds)
             log.error("quarantined", extra={"reason": reason})
             return Worked(lease, "quarantined" if kept else "lost", error=reason, seconds=seconds)
@@ -199,7 +224,7 @@ class Controller:
             log.exception("reconcile failed unexpectedly", extra={"error": reason})
         else:
             log.warning("reconcile failed", extra={"attempts": lease.attempts + 1, "error": reason})
-        kept = self._keys.retry_later(lease, reason)
+        kept = self._recorded(lambda: self._keys.retry_later(lease, reason))
         self._metrics.queue_retried()
         self._metrics.conversion_finished(fmt, "error", seconds)
         return Worked(lease, "retry" if kept else "lost", error=reason, seconds=seconds)

@@ -5,6 +5,9 @@ changes (`FOR UPDATE`), and lessees pass over each other's rows (`SKIP LOCKED`),
 any number of hosts never take one key twice. A pooled connection the server has closed (a
 restart) fails at BEGIN, before anything ran, and is replaced then; a restart costs only the
 transactions that were running, without a round trip to check every connection handed out.
+While the server is down a caller waits for the pool to reconnect; the first failure is logged
+(`state database unavailable`) and so is the first success after it (`state database reachable
+again`, with how long it was down), once per outage whatever the number of threads.
 
 The connection string is a secret (it may hold a password): it is never part of an error or a
 log line; `where` names the server and database instead.
@@ -13,6 +16,9 @@ log line; `where` names the server and database instead.
 from __future__ import annotations
 
 import functools
+import logging
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +36,8 @@ from reconciler.state.postgres_migrations import (
     schema_version,
 )
 from reconciler.state.store import StateError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,8 @@ class PostgresDatabase:
         # Every pooled connection may have gone stale at once (a server restart), and each
         # failed attempt drops one: one more attempt than the pool holds reaches a live one.
         self._attempts = location.pool_size + 1
+        self._outage_lock = threading.Lock()
+        self._down_since: float | None = None
         try:
             self._pool.open(wait=True, timeout=timeout)
         except psycopg.Error as exc:
@@ -124,8 +134,10 @@ class PostgresDatabase:
                 with self._pool.connection() as conn, conn.transaction():
                     began = True
                     yield _Connection(conn)
+                self._reached()
                 return
             except psycopg.OperationalError as exc:
+                self._lost(exc)
                 if began or attempt == self._attempts - 1:
                     raise StateError(f"{self.where}: {exc}") from exc
                 # The server closed this idle connection (a restart): BEGIN failed, nothing
@@ -137,13 +149,38 @@ class PostgresDatabase:
         for attempt in range(self._attempts):
             try:
                 with self._pool.connection() as conn:
-                    return conn.execute(_placeholders(sql), params).fetchall()
+                    rows = conn.execute(_placeholders(sql), params).fetchall()
+                self._reached()
+                return rows
             except psycopg.OperationalError as exc:
+                self._lost(exc)
                 if attempt == self._attempts - 1:
                     raise StateError(f"{self.where}: {exc}") from exc
             except psycopg.Error as exc:
                 raise StateError(f"{self.where}: {exc}") from exc
         raise AssertionError("unreachable")
+
+    def _lost(self, error: psycopg.Error) -> None:
+        with self._outage_lock:
+            if self._down_since is not None:
+                return
+            self._down_since = time.monotonic()
+        log.warning(
+            "state database unavailable", extra={"database": self.where, "error": str(error)}
+        )
+
+    def _reached(self) -> None:
+        if self._down_since is None:  # the common case, without taking the lock
+            return
+        with self._outage_lock:
+            if self._down_since is None:
+                return
+            seconds = time.monotonic() - self._down_since
+            self._down_since = None
+        log.info(
+            "state database reachable again",
+            extra={"database": self.where, "seconds_down": round(seconds, 1)},
+        )
 
 
 def _check_current(conn: psycopg.Connection[Any], where: str) -> None:

@@ -102,10 +102,12 @@ class RunningPostgres:
                 self.process.wait(timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def restart(self) -> None:
-        """Stop the server (fast shutdown: sessions are cut) and start it again on its port."""
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop the server (fast shutdown: sessions are cut), leave it down `down_seconds`, and
+        start it again on its port."""
         self.process.send_signal(signal.SIGINT)
         self.process.wait(timeout=30)
+        time.sleep(down_seconds)
         self.process = _start_server(self.root, self.port, self.user, self.bindir)
 
 
