@@ -15,11 +15,10 @@ import pytest
 from tests.support.acceld_process import registry_config
 from tests.support.daemon_process import wait_until
 from tests.support.postgres_server import RunningPostgres, start_postgres
-from tests.support.registry_log import parse_access_log, writes_to_manifests
 from tests.support.registry_server import RunningRegistry
 from tests.support.reliability import (
-    ESTARGZ_SUFFIX,
     assert_converged,
+    assert_pushed_once,
     fallback_entries,
     push_distinct_images,
     queue_counts,
@@ -96,10 +95,5 @@ def test_backfill_survives_a_postgresql_restart_and_converts_each_image_once(
     assert "Traceback" not in text
     assert queue_counts(config, env) == {"pending": 0, "in_progress": 0, "quarantined": 0}
 
-    logged = parse_access_log(registry.log_text())
-    for image in images:
-        (converted,) = fallback_entries(registry.url, image.repository, image.digest)
-        pushes = writes_to_manifests(logged, image.repository, [converted])
-        tag_pushes = writes_to_manifests(logged, image.repository, [image.tag + ESTARGZ_SUFFIX])
-        assert (len(pushes), len(tag_pushes)) == (1, 1), image.repository
+    assert_pushed_once(registry.url, registry.log_text(), images)
     assert_converged(registry.url, images, tmp_path / "pulled")

@@ -20,7 +20,7 @@ from tests.support.acceld_process import acceld, registry_config
 from tests.support.converted_images import check_converted_manifest, pull_manifest
 from tests.support.fault_proxy import FaultProxy, FaultRule
 from tests.support.images import Entry, PushedImage, push_image
-from tests.support.registry_log import Request, writes_to_manifests
+from tests.support.registry_log import Request, parse_access_log, writes_to_manifests
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 ESTARGZ_SUFFIX = "-esgz"
@@ -97,6 +97,17 @@ def assert_converged(base_url: str, images: Iterable[PushedImage], scratch: Path
         by_tag = pull_manifest(base_url, image.repository, image.tag + ESTARGZ_SUFFIX)
         assert by_tag.digest == entries[0]
         assert pull_manifest(base_url, image.repository, image.tag).digest == image.digest
+
+
+def assert_pushed_once(base_url: str, access_log: str, images: Iterable[PushedImage]) -> None:
+    """The registry's access log shows one PUT of each image's converted manifest by digest and
+    one of its `<tag>-esgz` tag: nothing was converted and pushed twice."""
+    logged = parse_access_log(access_log)
+    for image in images:
+        (converted,) = fallback_entries(base_url, image.repository, image.digest)
+        pushes = writes_to_manifests(logged, image.repository, [converted])
+        tag_pushes = writes_to_manifests(logged, image.repository, [image.tag + ESTARGZ_SUFFIX])
+        assert (len(pushes), len(tag_pushes)) == (1, 1), image.repository
 
 
 def original_writes(records: Iterable[Request], images: Iterable[PushedImage]) -> list[Request]:
