@@ -213,3 +213,17 @@ def test_dashboard_shows_prunes_replacements_and_trimmed_state_rows() -> None:
     assert all('instance=~"$instance"' in expr for expr in lifecycle)
     (replaced,) = [expr for expr in lifecycle if "replaced" in expr]
     assert 'format=~"$format"' in replaced
+
+
+def test_dashboard_counts_the_shared_gauges_once_whatever_the_number_of_instances() -> None:
+    """Only the scan leader exports the queue depth and the missing conversions: their panels
+    take the maximum over every instance (not a sum, not one chosen instance), and a panel
+    shows which instance leads."""
+    expressions = dashboard_expressions()
+    shared = [e for e in expressions if re.search(r"acceld_(queue_depth|missing_conversions)", e)]
+    assert len(shared) == 2
+    assert all(e.startswith("max by (") and "$instance" not in e for e in shared)
+    assert 'acceld_scan_leader{instance=~"$instance"}' in expressions
+    per_instance = [e for e in expressions if "rate(acceld_conversions_total" in e]
+    assert per_instance
+    assert all('instance=~"$instance"' in e for e in per_instance)

@@ -15,14 +15,13 @@ from pathlib import Path
 import pytest
 
 from tests.support.acceld_process import registry_config
-from tests.support.daemon_process import DaemonProcess, loopback_listen, wait_until
+from tests.support.daemon_process import DaemonProcess, loopback_listen, sample, wait_until
 from tests.support.images import PushedImage
 from tests.support.postgres_server import RunningPostgres
-from tests.support.registry_log import parse_access_log, writes_to_manifests
 from tests.support.registry_server import RunningRegistry
 from tests.support.reliability import (
-    ESTARGZ_SUFFIX,
     assert_converged,
+    assert_pushed_once,
     converted_everywhere,
     fallback_entries,
     push_distinct_images,
@@ -90,6 +89,14 @@ def _held_by(config: Path, env: dict[str, str], pid: int) -> list[dict[str, str]
     return [item for item in in_progress if item["pid"] == pid]
 
 
+def _exporting_the_queue(hosts: list[tuple[DaemonProcess, Path]]) -> list[DaemonProcess]:
+    return [
+        daemon
+        for daemon, _ in hosts
+        if any(name == "acceld_queue_depth" for name, _ in daemon.samples())
+    ]
+
+
 def _kill(daemon: DaemonProcess) -> None:
     daemon.send(signal.SIGKILL)
     daemon.wait_exit(timeout=10)
@@ -108,6 +115,10 @@ def test_three_hosts_converge_after_a_host_and_the_scan_leader_are_killed(
         hosts = _start_hosts(stack, tmp_path, registry, project, shared_dsn)
         leader = _leader(hosts)
         leader.wait_for_log('msg="scan finished"', timeout=60)
+        # The shared queue's depth is exported once, by the leader, not once per host.
+        wait_until(
+            lambda: _exporting_the_queue(hosts) == [leader], 20, "the leader alone exporting"
+        )
         others = [(daemon, config) for daemon, config in hosts if daemon is not leader]
         (victim, config), (survivor, _) = others
 
@@ -134,17 +145,13 @@ def test_three_hosts_converge_after_a_host_and_the_scan_leader_are_killed(
         document, _ = status_of(config, env)
         leaders = [(lease["name"], lease["holder"]) for lease in document["leaders"]]  # type: ignore[attr-defined]
         assert leaders == [("scan", _holder(survivor))]
+        assert sample(survivor.samples(), "acceld_scan_leader") == 1
         assert survivor.stop() == 0
     # The dead host's key came back after its lease ran out, its attempt counted as failed.
     started = [line for line in survivor.log_text().splitlines() if "reconcile started" in line]
     assert any(f"key={held['key']} " in line and "attempts=1" in line for line in started)
 
-    logged = parse_access_log(registry.log_text())
-    for image in images:
-        (converted,) = fallback_entries(registry.url, image.repository, image.digest)
-        pushes = writes_to_manifests(logged, image.repository, [converted])
-        tag_pushes = writes_to_manifests(logged, image.repository, [image.tag + ESTARGZ_SUFFIX])
-        assert (len(pushes), len(tag_pushes)) == (1, 1), image.repository
+    assert_pushed_once(registry.url, registry.log_text(), images)
     assert_converged(registry.url, images, tmp_path / "pulled")
 
 

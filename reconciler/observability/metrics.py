@@ -4,6 +4,11 @@ Labels stay bounded (policy, format, result, endpoint, code, kind, state, direct
 table): a repository, tag or digest never becomes a label value, those go in the logs. Every
 label value known at start is created up front so `rate()` and the alerts see a zero, not an
 absent series.
+
+Several hosts may share one state database. Counters and per-process gauges stay per process
+(Prometheus adds `instance`); the gauges of the shared state (queue depth, missing conversions)
+are exported by the scan leader only (`acceld_scan_leader` 1), so summing over instances counts
+them once; the other processes export no series of them.
 """
 
 from __future__ import annotations
@@ -51,6 +56,14 @@ class Metrics:
         self.collector = collector
         self._formats = tuple(formats)
         self._policies: tuple[str, ...] = ()
+        self._leading = True
+        self.scan_leader = Gauge(
+            "acceld_scan_leader",
+            "1 while this process leads the scans and exports the shared gauges (queue depth, "
+            "missing conversions); 0 while another process does.",
+            registry=collector,
+        )
+        self.scan_leader.set(1)
         self.missing_conversions = Gauge(
             "acceld_missing_conversions",
             "Accelerated copies the policies want that do not exist yet, as of the last scan.",
@@ -187,8 +200,7 @@ class Metrics:
                 self.conversion_bytes.labels(format=fmt, direction=direction)
             self.layer_cache_hits.labels(format=fmt)
             self.layer_cache_misses.labels(format=fmt)
-        for state in QUEUE_STATES:
-            self.queue_depth.labels(state=state)
+        self._create_queue_depth()
         for reason in PRUNE_REASONS:
             self.pruned_copies.labels(reason=reason)
         for fmt in self._formats:
@@ -200,6 +212,10 @@ class Metrics:
         for endpoint in endpoints:
             self.source_request_duration.labels(endpoint=endpoint)
 
+    def _create_queue_depth(self) -> None:
+        for state in QUEUE_STATES:
+            self.queue_depth.labels(state=state)
+
     def set_policies(self, policies: Iterable[str]) -> None:
         """Start the missing-conversions series of these policies at 0; drop removed ones.
 
@@ -207,16 +223,36 @@ class Metrics:
         """
         names = tuple(policies)
         for policy in self._policies:
-            if policy not in names:
+            if policy not in names and self._leading:
                 for fmt in self._formats:
                     self.missing_conversions.remove(policy, fmt)
-        for policy in names:
-            for fmt in self._formats:
-                self.missing_conversions.labels(policy=policy, format=fmt)
         self._policies = names
+        if self._leading:
+            for policy in names:
+                for fmt in self._formats:
+                    self.missing_conversions.labels(policy=policy, format=fmt)
+
+    def set_leading(self, leading: bool) -> None:
+        """Whether this process leads the scans: only the leader exports the shared gauges.
+
+        A process that loses the lead drops their series; one that takes it starts them at 0
+        until its next scan and queue count set them.
+        """
+        if leading == self._leading:
+            return
+        self._leading = leading
+        self.scan_leader.set(1 if leading else 0)
+        if leading:
+            self._create_queue_depth()
+            self.set_policies(self._policies)
+        else:
+            self.queue_depth.clear()
+            self.missing_conversions.clear()
 
     def set_missing_conversions(self, missing: Mapping[tuple[str, str], int]) -> None:
         """The result of a scan: `(policy, format) -> count`; pairs not named are now 0."""
+        if not self._leading:
+            return
         for policy in self._policies:
             for fmt in self._formats:
                 self.missing_conversions.labels(policy=policy, format=fmt).set(0)
@@ -254,6 +290,8 @@ class Metrics:
         (self.layer_cache_hits if hit else self.layer_cache_misses).labels(format=fmt).inc()
 
     def set_queue_depth(self, *, pending: int, in_progress: int, quarantined: int) -> None:
+        if not self._leading:
+            return
         self.queue_depth.labels(state="pending").set(pending)
         self.queue_depth.labels(state="in_progress").set(in_progress)
         self.queue_depth.labels(state="quarantined").set(quarantined)

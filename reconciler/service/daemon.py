@@ -283,6 +283,7 @@ class Daemon:
         return bool(self.scheduler.running) and self.controller.alive()
 
     def _refresh_status(self) -> None:
+        self.metrics.set_leading(self.scan_leader.leading())
         counts = self.runtime.store.queue.counts()
         self.metrics.set_queue_depth(
             pending=counts.pending, in_progress=counts.in_progress, quarantined=counts.quarantined
