@@ -34,7 +34,7 @@ pytest_plugins = ("tests.support.state_fixtures",)
 HOSTS = 3
 IMAGES_BEFORE = 25
 IMAGES_AFTER = 5
-LAYER_BYTES = 3 << 20
+LAYER_BYTES = 8 << 20
 LEASE_PERIOD = "8s"
 DSN_ENV = "ACCELD_STATE_DSN"
 
@@ -114,20 +114,19 @@ def test_three_hosts_converge_after_a_host_and_the_scan_leader_are_killed(
     with ExitStack() as stack:
         hosts = _start_hosts(stack, tmp_path, registry, project, shared_dsn)
         leader = _leader(hosts)
-        leader.wait_for_log('msg="scan finished"', timeout=60)
-        # The shared queue's depth is exported once, by the leader, not once per host.
-        wait_until(
-            lambda: _exporting_the_queue(hosts) == [leader], 20, "the leader alone exporting"
-        )
         others = [(daemon, config) for daemon, config in hosts if daemon is not leader]
         (victim, config), (survivor, _) = others
 
-        # Killed while it converts: the key it holds stays leased to a dead process.
+        # Killed as it starts a conversion: the key it holds stays leased to a dead process.
         mark = victim.log_line_count()
         victim.wait_for_log('msg="reconcile started"', timeout=60, after=mark)
         _kill(victim)
         (held,) = _held_by(config, env, victim.pid)
         assert fallback_entries(registry.url, held["repository"], held["digest"]) == []
+        leader.wait_for_log('msg="scan finished"', timeout=60)
+        # The shared queue's depth is exported once, by the leader, not once per host.
+        live = [(daemon, config) for daemon, config in hosts if daemon is not victim]
+        wait_until(lambda: _exporting_the_queue(live) == [leader], 20, "the leader alone exporting")
 
         # The leader goes too; what is pushed now only a new leader's scan can find.
         _kill(leader)
