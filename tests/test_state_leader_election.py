@@ -34,6 +34,27 @@ def test_one_of_two_leads_and_the_other_takes_over_when_the_first_stops_renewing
     assert not first.step()
 
 
+def test_taking_the_lease_calls_on_lead_once_per_takeover(state_backend: StateBackend) -> None:
+    clock = FakeClock()
+    leases = state_backend.open(clock).leaders
+    took: list[str] = []
+    first = LeaderElection(leases, "scan", "host-a", lease_seconds=60, renew_seconds=15)
+    second = LeaderElection(
+        leases,
+        "scan",
+        "host-b",
+        lease_seconds=60,
+        renew_seconds=15,
+        on_lead=lambda: took.append("b"),
+    )
+    assert first.step()
+    assert not second.step()
+    clock.advance(61)
+    assert second.step()
+    assert second.step()
+    assert took == ["b"]
+
+
 def test_stopping_gives_the_lease_up_at_once(state_backend: StateBackend) -> None:
     leases = state_backend.open(FakeClock()).leaders
     first = LeaderElection(leases, "scan", "host-a", lease_seconds=60, renew_seconds=0.05)

@@ -125,6 +125,7 @@ class Daemon:
             self.queue.owner,
             lease_seconds=lease_seconds(config.state),
             renew_seconds=renew,
+            on_lead=self._took_scan_lead,
         )
         self.scans = ScanRunner(
             self.runtime.store.scans,
@@ -250,6 +251,14 @@ class Daemon:
             ).run()
         except AcceldError as exc:
             log.error("state retention failed", extra={"error": str(exc)})
+
+    def _took_scan_lead(self) -> None:
+        """Another host led the scans until now: catch up at once rather than at the next
+        scheduled scan (at start the scheduled full scan does it)."""
+        if self.scheduler.running:
+            self.scheduler.add_job(
+                self.run_scan, args=[INCREMENTAL], id="took-scan-lead", replace_existing=True
+            )
 
     def probe_source(self) -> None:
         try:
