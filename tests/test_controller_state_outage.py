@@ -5,9 +5,11 @@ answers again instead of staying leased to a live process."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from reconciler.controller.controller import Controller, Worked
@@ -83,3 +85,32 @@ def test_a_worker_retries_the_state_database_until_the_key_is_recorded(tmp_path:
     assert flaky.failed == ["lease", "lease", "done", "done", "done"]
     assert store.queue.counts().in_progress == store.queue.counts().pending == 0
     store.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_dead_worker_shows_in_readiness(tmp_path: Path) -> None:
+    # What the daemon's /readyz reports as its "workers" check.
+    clock = FakeClock()
+    store = open_sqlite_state(tmp_path / "state.db", clock)
+    store.queue.add(KEY, clock.now())
+    queue = WorkQueue(store.queue, "serve:host:1:abcd", clock, poll_seconds=0.05)
+
+    def broken() -> Any:
+        raise SystemExit("a bug that escapes the worker loop")
+
+    controller = Controller(
+        queue,
+        store.queue,
+        Metrics(CollectorRegistry(), formats=["estargz"]),
+        broken,
+        workers=1,
+    )
+    controller.start()
+    try:
+        deadline = time.monotonic() + 10
+        while controller.alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not controller.alive()
+    finally:
+        controller.stop(0.0)
+        store.close()

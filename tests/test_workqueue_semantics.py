@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import random
+from typing import cast
 
 import pytest
 
 from reconciler.state.backoff import Backoff
 from reconciler.state.keys import Key
+from reconciler.state.sql_database import SqlDatabase
 from reconciler.state.store import KeyQueue
 from tests.support.clock import FakeClock
 from tests.support.state_backends import StateBackend
@@ -349,3 +352,23 @@ def test_key_state_tells_where_a_key_stands(queue: KeyQueue) -> None:
     parked = queue.key_state(key(1))
     assert parked is not None
     assert (parked.state, parked.attempts, parked.last_error) == ("quarantined", 1, "bad layer")
+
+
+def test_an_undecodable_row_is_dropped_with_a_log_line_and_never_stops_leasing(
+    state_backend: StateBackend, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = state_backend.open(clock, lease_seconds=60)
+    database = cast(SqlDatabase, store.database)
+    with database.write() as conn:
+        conn.execute(
+            "INSERT INTO queue (key, state, due_at, attempts) VALUES (?, 'pending', ?, 0)",
+            ("not a key", T0 - 1),
+        )
+    store.queue.add(key(1), T0)
+
+    with caplog.at_level(logging.ERROR):
+        leased = store.queue.lease("w", 10)
+
+    assert [lease.key for lease in leased] == [key(1)]
+    assert "undecodable queue row dropped" in caplog.text
+    assert database.read("SELECT key FROM queue WHERE key = ?", ("not a key",)) == []

@@ -286,6 +286,7 @@ class Daemon:
             "state_store": store_ok,
             "source_reachable": time.time() - self._last_source_ok < REACHABLE_WINDOW_SECONDS,
             "scheduler": bool(self.scheduler.running),
+            "workers": self.controller.alive(),
         }
 
     def healthy(self) -> bool:

@@ -8,6 +8,7 @@ back at once, without waiting for the lease to run out.
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import socket
@@ -16,7 +17,7 @@ from typing import Any
 
 from reconciler.state.backoff import Backoff
 from reconciler.state.clock import Clock
-from reconciler.state.keys import Key
+from reconciler.state.keys import InvalidKey, Key
 from reconciler.state.process_liveness import pid_alive
 from reconciler.state.sql_database import SqlConnection, SqlDatabase
 from reconciler.state.store import (
@@ -27,6 +28,8 @@ from reconciler.state.store import (
     QuarantinedKey,
     QueueCounts,
 )
+
+log = logging.getLogger(__name__)
 
 _MAX_ERROR_CHARS = 2000
 
@@ -126,6 +129,11 @@ class SqlKeyQueue:
                 (at, limit),
             ).fetchall()
             for name, attempts, fingerprint in rows:
+                key = _decoded(name, attempts)
+                if key is None:
+                    # Left in place it would come back to every lease and stop every worker.
+                    conn.execute("DELETE FROM queue WHERE key = ?", (name,))
+                    continue
                 token = uuid.uuid4().hex
                 reconcile_id = str(uuid.uuid4())
                 conn.execute(
@@ -136,7 +144,7 @@ class SqlKeyQueue:
                 )
                 leases.append(
                     Lease(
-                        key=Key.parse(name),
+                        key=key,
                         owner=owner,
                         token=token,
                         reconcile_id=reconcile_id,
@@ -344,18 +352,30 @@ class SqlKeyQueue:
             "SELECT key, owner, owner_host, owner_pid, leased_at, expires_at, reconcile_id "
             "FROM queue WHERE state = 'leased' ORDER BY leased_at, key"
         )
-        return [InProgress(Key.parse(row[0]), *row[1:]) for row in rows]
+        return [InProgress(key, *row[1:]) for row in rows if (key := _decoded(row[0]))]
 
     def failing(self) -> list[FailingKey]:
         rows = self._database.read(
             "SELECT key, attempts, last_error, due_at FROM queue "
             "WHERE state = 'pending' AND attempts > 0 ORDER BY due_at, key"
         )
-        return [FailingKey(Key.parse(row[0]), *row[1:]) for row in rows]
+        return [FailingKey(key, *row[1:]) for row in rows if (key := _decoded(row[0]))]
 
     def quarantined(self) -> list[QuarantinedKey]:
         rows = self._database.read(
             "SELECT key, last_error, attempts, policy_fingerprint, quarantined_at FROM queue "
             "WHERE state = 'quarantined' ORDER BY quarantined_at, key"
         )
-        return [QuarantinedKey(Key.parse(row[0]), *row[1:]) for row in rows]
+        return [QuarantinedKey(key, *row[1:]) for row in rows if (key := _decoded(row[0]))]
+
+
+def _decoded(name: object, attempts: object = 0) -> Key | None:
+    """The key of a queue row, or None (logged) for a row this acceld cannot read: written by
+    hand, by another program, or damaged."""
+    try:
+        if not isinstance(name, str) or not isinstance(attempts, int):
+            raise InvalidKey(f"key {name!r} with attempts {attempts!r} is not a queue row")
+        return Key.parse(name)
+    except InvalidKey as exc:
+        log.error("undecodable queue row dropped", extra={"reason": str(exc)[:300]})
+        return None
