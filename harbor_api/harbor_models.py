@@ -160,6 +160,12 @@ class ChildRef:
         )
 
 
+# Harbor accessory types that are never accelerated images.
+NOT_ACCELERATED_ACCESSORY_TYPES = frozenset(
+    {"signature.cosign", "signature.notation", "sbom.harbor"}
+)
+
+
 @dataclass(frozen=True)
 class Accessory:
     """An artifact Harbor links to a subject (`accelerator.nydus`, `subject.accessory`, …)."""

@@ -13,16 +13,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from harbor_api.errors import NotFound
-from harbor_api.harbor_models import Accessory
+from harbor_api.harbor_models import NOT_ACCELERATED_ACCESSORY_TYPES, Accessory
 from harbor_api.oci import Index, Manifest
 from harbor_api.registry import RegistryClient
 from policies.model import NYDUS
 from policies.observed import classify_annotations, classify_index, classify_manifest
 from policies.outdated import Producer, producer_of
 from reconciler.state.store import MISSING, ClassificationCache
-
-# Harbor accessory types that are never accelerated images.
-_NOT_ACCELERATED_TYPES = frozenset({"signature.cosign", "signature.notation", "sbom.harbor"})
 
 
 @dataclass(frozen=True)
@@ -120,7 +117,7 @@ class ReferrerFormats:
     def _accessory_format(self, repository: str, accessory: Accessory) -> str | None:
         if accessory.type == "accelerator.nydus":
             return NYDUS
-        if accessory.type in _NOT_ACCELERATED_TYPES:
+        if accessory.type in NOT_ACCELERATED_ACCESSORY_TYPES:
             return None
         return self.classify(repository, accessory.digest)
 

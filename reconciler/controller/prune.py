@@ -23,6 +23,7 @@ from datetime import datetime
 
 from harbor_api.annotations import SOURCE_DIGEST
 from harbor_api.errors import AcceldError, InvalidManifest, NotFound
+from harbor_api.harbor_models import NOT_ACCELERATED_ACCESSORY_TYPES
 from harbor_api.oci import INDEX_TYPES, Descriptor, Index, is_referrer_tag
 from harbor_api.registry import FetchedManifest, RegistryClient
 from policies.desired import Original, original_of
@@ -42,7 +43,6 @@ from reconciler.observability.metrics import Metrics
 log = logging.getLogger(__name__)
 
 _FALLBACK_PREFIX = "sha256-"
-_HARBOR_NOT_ACCELERATED = frozenset({"signature.cosign", "signature.notation", "sbom.harbor"})
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,9 @@ class Pruner:
                     copies[copy.digest] = copy
                 continue
             subjects[artifact.digest] = original_from_artifact(repository, artifact)
-            accelerated = [a for a in artifact.accessories if a.type not in _HARBOR_NOT_ACCELERATED]
+            accelerated = [
+                a for a in artifact.accessories if a.type not in NOT_ACCELERATED_ACCESSORY_TYPES
+            ]
             if not unwanted or not accelerated:
                 continue
             for descriptor in self.registry.referrers(repository, artifact.digest):
