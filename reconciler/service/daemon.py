@@ -35,7 +35,6 @@ from reconciler.controller.retention import StateRetention
 from reconciler.controller.scan import FULL, INCREMENTAL
 from reconciler.controller.scan_runner import ScanRunner, ScanStopped, StoppableSource
 from reconciler.observability.disk_usage import disk_usage_bytes
-from reconciler.observability.logs import register_secret
 from reconciler.service import sd_notify
 from reconciler.service.http_app import HttpApp
 from reconciler.service.http_server import HttpServer, ServerLimits, ServerTls
@@ -82,12 +81,6 @@ def settings_needing_restart(running: Config, loaded: Config) -> list[str]:
         ),
     }
     return [name for name, (before, after) in pairs.items() if before != after]
-
-
-def _register_webhook_secret(config: Config) -> None:
-    secret = config.server.webhook_secret
-    if secret is not None:
-        register_secret(secret.reveal())
 
 
 class Daemon:
@@ -309,7 +302,6 @@ class Daemon:
     # --- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        _register_webhook_secret(self.config)
         self.queue.start()
         self.http.start()
         if self.metrics_http is not None:
@@ -440,7 +432,6 @@ class Daemon:
             log.error("reload failed; keeping the running config", extra={"error": str(exc)})
             sd_notify.ready("reload failed; running with the previous config")
             return
-        _register_webhook_secret(config)
         ignored = settings_needing_restart(self.config, config)
         if ignored:
             log.warning(
