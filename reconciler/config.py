@@ -136,9 +136,9 @@ class Config:
     policies: tuple[Policy, ...]
     path: Path
     """The file this was loaded from (relative paths in it are resolved against its folder)."""
+    state: StateSettings
+    """The `state:` section: which database (by default the SQLite file in `state_dir`)."""
     prune: PruneConfig = PruneConfig()
-    state: StateSettings | None = None
-    """The `state:` section: which database; None for the SQLite file in `state_dir`."""
     cache_ttl_seconds: int = DEFAULT_CACHE_TTL_SECONDS
     """`state.cache_ttl`: a converted layer not used for this long leaves the layer cache."""
 

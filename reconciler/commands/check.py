@@ -141,7 +141,7 @@ def _check_state(config: Config) -> None:
 
     An SQLite state that does not exist yet is left uncreated: `check` changes nothing.
     """
-    settings = config.state or SqliteStateSettings(config.state_dir)
+    settings = config.state
     where = describe_state(settings)
     if isinstance(settings, SqliteStateSettings) and not (settings.state_dir / STATE_DB).exists():
         click.echo(f"state {where}: not created yet (the first serve or backfill creates it)")

@@ -28,7 +28,7 @@ from reconciler.observability.metrics import Metrics
 from reconciler.service.clients import build_source
 from reconciler.state.clock import Clock, SystemClock
 from reconciler.state.store import StateStore
-from reconciler.state_config import SqliteStateSettings, open_state
+from reconciler.state_config import open_state
 
 
 def owner_id(role: str) -> str:
@@ -37,7 +37,7 @@ def owner_id(role: str) -> str:
 
 
 def open_store(config: Config, clock: Clock) -> StateStore:
-    return open_state(config.state or SqliteStateSettings(config.state_dir), clock)
+    return open_state(config.state, clock)
 
 
 @dataclass(frozen=True)
