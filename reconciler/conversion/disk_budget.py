@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import BinaryIO
 
 from harbor_api.errors import AcceldError, PermanentError
 
@@ -125,3 +126,16 @@ class DiskBudget:
 def unbounded() -> Reservation:
     """A reservation no write can exceed, for conversions outside the daemon's budget."""
     return Reservation(DiskBudget(sys.maxsize), 0)
+
+
+class ClaimingWriter:
+    """A destination stream whose every write is claimed (`claim(nbytes)`) before it is made,
+    so the bytes a file takes in the work directory are counted as they are written."""
+
+    def __init__(self, dest: BinaryIO, claim: Callable[[int], object]) -> None:
+        self._dest = dest
+        self._claim = claim
+
+    def write(self, data: bytes) -> int:
+        self._claim(len(data))
+        return self._dest.write(data)

@@ -50,6 +50,7 @@ from harbor_api.oci import OCI_LAYER_GZIP
 from policies.model import LAYER_OPTIONS, LayerOptions
 from reconciler.conversion.disk_budget import (
     BudgetTooSmall,
+    ClaimingWriter,
     Reservation,
     WorkDirBusy,
     unbounded,
@@ -94,7 +95,7 @@ def _convert(
     source: BinaryIO, dest: BinaryIO, options: LayerOptions, claim: Callable[[int], None]
 ) -> ConvertedBlob:
     """Convert in the current directory (the work directory), each write claimed first."""
-    out = typing.cast(BinaryIO, _ClaimingWriter(dest, claim))
+    out = typing.cast(BinaryIO, ClaimingWriter(dest, claim))
     if isinstance(options, nydus.NydusOptions):
         blob = nydus.convert_layer(source, out, options, Path("."))
         return ConvertedBlob(
@@ -291,18 +292,6 @@ class _ParentRoom:
                     raise _NoRoom
                 self._granted += granted
             self._used += nbytes
-
-
-class _ClaimingWriter:
-    """A destination whose every write is claimed from the room first."""
-
-    def __init__(self, dest: BinaryIO, claim: Callable[[int], None]) -> None:
-        self._dest = dest
-        self._claim = claim
-
-    def write(self, data: bytes) -> int:
-        self._claim(len(data))
-        return self._dest.write(data)
 
 
 class _HashingReader(io.RawIOBase):

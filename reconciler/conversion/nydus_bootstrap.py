@@ -19,7 +19,7 @@ from harbor_api.errors import RegistryError
 from harbor_api.oci import Descriptor
 from harbor_api.registry import RegistryClient
 from harbor_api.version import ACCELD_VERSION
-from reconciler.conversion.disk_budget import Reservation
+from reconciler.conversion.disk_budget import ClaimingWriter, Reservation
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def push_bootstrap(
             path = Path(private) / "bootstrap.tar.gz"
             with path.open("wb") as out:
                 written = nydus.write_bootstrap_layer(
-                    layers, cast(BinaryIO, _Claiming(out, room)), options
+                    layers, cast(BinaryIO, ClaimingWriter(out, room.claim)), options
                 )
             uploaded = 0
             if not registry.blob_exists(repository, written.digest):
@@ -68,18 +68,6 @@ def push_bootstrap(
         nydus.MEDIA_TYPE_BOOTSTRAP, written.digest, written.size, written.annotations()
     )
     return PushedBootstrap(descriptor, written.diff_id, uploaded)
-
-
-class _Claiming:
-    """The bootstrap file, each write claimed from the room first."""
-
-    def __init__(self, out: BinaryIO, room: Reservation) -> None:
-        self._out = out
-        self._room = room
-
-    def write(self, data: bytes) -> int:
-        self._room.claim(len(data))
-        return self._out.write(data)
 
 
 def _range_reader(
