@@ -389,6 +389,33 @@ class RegistryClient:
             self._add_to_fallback_index(repository, subject.digest, descriptor)
         return pushed
 
+    def link_referrer(self, repository: str, content: Manifest | Index | bytes) -> None:
+        """List a referrer the registry already holds among its subject's referrers, without
+        pushing it again (a process died between its push and the fallback index update).
+
+        A registry with the referrers API lists it by itself; only the fallback tag index is
+        ever written here.
+        """
+        raw, parsed = _encoded(content)
+        subject = subject_of(parsed)
+        if self._has_referrers_api(repository, subject.digest):
+            return
+        descriptor = referrer_descriptor(parsed, sha256_digest(raw), len(raw))
+        self._add_to_fallback_index(repository, subject.digest, descriptor)
+
+    def _has_referrers_api(self, repository: str, digest: str) -> bool:
+        response = self._auth.request(
+            "GET",
+            f"{self._base}/{repository}/referrers/{digest}",
+            scopes=(pull_scope(repository),),
+            endpoint="referrers",
+            ok=(200, 404),
+            idempotent=True,
+            headers={"Accept": OCI_INDEX},
+        )
+        response.close()
+        return response.status_code != 404
+
     def _add_to_fallback_index(
         self, repository: str, subject_digest: str, descriptor: Descriptor
     ) -> None:

@@ -57,7 +57,7 @@ from tests.support.images import (
     push_manifest,
     sample_layers,
 )
-from tests.support.registry_log import parse_access_log
+from tests.support.registry_log import parse_access_log, writes_to_manifests
 from tests.support.registry_server import RunningRegistry
 
 OPTIONS = ConversionOptions(layer=EstargzOptions(compression_level=1))
@@ -455,6 +455,24 @@ def test_non_image_artifacts_are_refused_and_nothing_is_pushed(
         convert(repo, artifact.digest)
 
     assert write_count(registry.log_text(), repo) == writes
+
+
+def test_a_push_that_died_before_the_fallback_index_is_listed_without_pushing_again(
+    registry: RunningRegistry, client: RegistryClient, convert: Convert
+) -> None:
+    repo = "conv/half-pushed"
+    pushed = push_image(registry.url, repo, "v1")
+    first = convert(repo, "v1")
+    # What a process killed right after its manifest PUT leaves: no fallback index entry.
+    client.remove_from_fallback_index(repo, pushed.digest, [first.converted_digest])
+    assert client.referrers(repo, pushed.digest) == []
+
+    second = convert(repo, "v1")
+
+    assert second.converted_digest == first.converted_digest
+    assert fallback_referrers(registry.url, repo, pushed.digest) == [first.converted_digest]
+    logged = parse_access_log(registry.log_text())
+    assert len(writes_to_manifests(logged, repo, [first.converted_digest])) == 1
 
 
 def test_converted_output_is_never_converted_again(

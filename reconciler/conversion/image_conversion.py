@@ -454,13 +454,17 @@ def _push(
 ) -> bool:
     """Push `content` as a referrer of `subject_digest` under `tags`; False if all was there."""
     digest = _descriptor(content).digest
-    listed = registry.head_manifest(repository, digest) is not None and any(
+    held = registry.head_manifest(repository, digest) is not None
+    listed = held and any(
         referrer.digest == digest for referrer in registry.referrers(repository, subject_digest)
     )
     missing_tags = [tag for tag in tags if not _tag_points_at(registry, repository, tag, digest)]
     if listed and not missing_tags:
         return False
-    if not listed:
+    if held and not listed:
+        # An earlier run died between its push and the fallback index: list it, push nothing.
+        registry.link_referrer(repository, content)
+    elif not listed:
         registry.push_referrer(repository, content, missing_tags[0] if missing_tags else "")
         missing_tags = missing_tags[1:]
     for tag in missing_tags:
