@@ -389,19 +389,20 @@ class RegistryClient:
             self._add_to_fallback_index(repository, subject.digest, descriptor)
         return pushed
 
-    def link_referrer(self, repository: str, content: Manifest | Index | bytes) -> None:
-        """List a referrer the registry already holds among its subject's referrers, without
-        pushing it again (a process died between its push and the fallback index update).
+    def link_referrer(self, repository: str, content: Manifest | Index | bytes) -> bool:
+        """List a referrer the registry already holds in its subject's fallback tag index,
+        without pushing it again (a process died between its push and the index update).
 
-        A registry with the referrers API lists it by itself; only the fallback tag index is
-        ever written here.
+        False, and nothing written, on a registry with the referrers API: there only a push
+        makes the registry index a manifest it does not list.
         """
         raw, parsed = _encoded(content)
         subject = subject_of(parsed)
         if self._has_referrers_api(repository, subject.digest):
-            return
+            return False
         descriptor = referrer_descriptor(parsed, sha256_digest(raw), len(raw))
         self._add_to_fallback_index(repository, subject.digest, descriptor)
+        return True
 
     def _has_referrers_api(self, repository: str, digest: str) -> bool:
         response = self._auth.request(

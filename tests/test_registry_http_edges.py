@@ -170,12 +170,12 @@ def test_registry_with_referrers_api_gets_no_fallback_tag_update() -> None:
 
 
 @responses.activate
-def test_linking_a_held_referrer_on_a_registry_with_the_api_writes_nothing() -> None:
+def test_a_registry_with_the_api_gets_no_fallback_link_for_a_held_referrer() -> None:
     referrer = Manifest(_manifest().config, _manifest().layers, subject=SUBJECT)
     responses.get(
         f"{BASE}/app/referrers/{SUBJECT.digest}", json=_referrers_page(), content_type=OCI_INDEX
     )
-    _client().link_referrer("app", referrer)
+    assert not _client().link_referrer("app", referrer)
     assert [c.request.method for c in responses.calls] == ["GET"]
 
 

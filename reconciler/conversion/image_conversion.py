@@ -461,10 +461,9 @@ def _push(
     missing_tags = [tag for tag in tags if not _tag_points_at(registry, repository, tag, digest)]
     if listed and not missing_tags:
         return False
-    if held and not listed:
-        # An earlier run died between its push and the fallback index: list it, push nothing.
-        registry.link_referrer(repository, content)
-    elif not listed:
+    # An earlier run may have died between its push and the fallback index: list what the
+    # registry holds rather than push it again (a registry with the referrers API needs a push).
+    if not listed and not (held and registry.link_referrer(repository, content)):
         registry.push_referrer(repository, content, missing_tags[0] if missing_tags else "")
         missing_tags = missing_tags[1:]
     for tag in missing_tags:
